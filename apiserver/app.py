@@ -1,0 +1,136 @@
+"""The API server application factory (no I/O here: resources open in cleanup contexts at start-up)."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import suppress
+
+import structlog
+from aiohttp import web
+from prometheus_client import Counter
+
+from apiserver.cache.local import LocalCache
+from apiserver.cache.redis import RedisCache
+from apiserver.cache.stats import CacheStats
+from apiserver.cache.two_level import CacheConfig, TwoLevelCache
+from apiserver.external import FlakyDependency
+from apiserver.heartbeat import run_heartbeat
+from apiserver.keys import BREAKERS, CACHE, EXTERNAL, REPOSITORY, SETTINGS, STARTED_AT
+from apiserver.repository import ResourceRepository
+from apiserver.resources import add_resource_routes
+from apiserver.settings import ApiServerSettings
+from apiserver.system import EXTERNAL_BREAKER, add_system_routes
+from shared.breaker import STATE_CODES, AsyncCircuitBreaker
+from shared.context import request_context_middleware
+from shared.errors import error_middleware
+from shared.health import add_health_routes
+from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE
+from shared.metrics import Metrics, metrics_middleware
+from shared.resources import pg_context, redis_context
+
+REDIS_BREAKER = "redis-cache"
+_log = structlog.get_logger("apiserver")
+
+
+def _breaker_listener(metrics: Metrics) -> Callable[[AsyncCircuitBreaker, str, str], None]:
+    def on_change(breaker: AsyncCircuitBreaker, old: str, new: str) -> None:
+        metrics.breaker_state.labels(breaker.name).set(STATE_CODES[new])
+        _log.warning("circuit_breaker_transition", breaker=breaker.name, old=old, new=new)
+
+    return on_change
+
+
+def _build_breakers(
+    settings: ApiServerSettings, metrics: Metrics, clock: Callable[[], float]
+) -> dict[str, AsyncCircuitBreaker]:
+    listener = _breaker_listener(metrics)
+    breakers = {
+        EXTERNAL_BREAKER: AsyncCircuitBreaker(
+            EXTERNAL_BREAKER,
+            fail_max=settings.external_breaker_fail_max,
+            reset_timeout=settings.external_breaker_reset,
+            max_reset_timeout=settings.external_breaker_reset * 8,
+            clock=clock,
+            on_state_change=listener,
+        ),
+        # Redis as a cache: after 3 straight failures skip it for 1 s (up to 5 s), then one trial call.
+        REDIS_BREAKER: AsyncCircuitBreaker(
+            REDIS_BREAKER,
+            fail_max=3,
+            reset_timeout=1.0,
+            max_reset_timeout=5.0,
+            clock=clock,
+            on_state_change=listener,
+        ),
+    }
+    for name in breakers:
+        metrics.breaker_state.labels(name).set(0)
+    return breakers
+
+
+def _cache_context(settings: ApiServerSettings, metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
+    db_queries = Counter("db_queries", "PostgreSQL queries issued by the API server.", registry=metrics.registry)
+
+    async def cache_and_repository(app: web.Application) -> AsyncIterator[None]:
+        stats = CacheStats(metrics.registry)
+        l2 = RedisCache(app[REDIS], app[BREAKERS][REDIS_BREAKER], on_command=stats.redis_command)
+        l1 = LocalCache(max_entries=max(settings.l1_max_entries, 1), max_age=settings.cache_stale_ttl)
+        config = CacheConfig(
+            fresh_ttl=settings.cache_ttl,
+            negative_ttl=settings.cache_negative_ttl,
+            list_ttl=settings.cache_list_ttl,
+            stale_ttl=settings.cache_stale_ttl,
+        )
+        cache = TwoLevelCache(l1, l2, config=config, stats=stats, instance_id=settings.common.instance_id)
+        app[CACHE] = cache
+        app[REPOSITORY] = ResourceRepository(app[PG_POOL], on_query=db_queries.inc)
+        tasks = [asyncio.create_task(cache.run_subscriber()), asyncio.create_task(run_heartbeat(app))]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with suppress(asyncio.CancelledError):
+                    await task
+
+    return cache_and_repository
+
+
+def create_app(
+    settings: ApiServerSettings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    rng: random.Random | None = None,
+) -> web.Application:
+    metrics = Metrics("apiserver")
+    app = web.Application(
+        middlewares=[request_context_middleware(), metrics_middleware(metrics=metrics), error_middleware()],
+        client_max_size=settings.max_body_bytes,
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[SERVICE] = "apiserver"
+    app[INSTANCE_ID] = settings.common.instance_id
+    app[STARTED_AT] = time.time()
+    app[BREAKERS] = _build_breakers(settings, metrics, clock)
+    app[EXTERNAL] = FlakyDependency(
+        failure_rate=settings.external_failure_rate, latency_ms=settings.external_latency_ms, rng=rng
+    )
+    app.cleanup_ctx.append(redis_context(settings.redis_url))
+    app.cleanup_ctx.append(pg_context(settings.database_url, max_size=settings.pg_pool_size))
+    app.cleanup_ctx.append(_cache_context(settings, metrics))
+
+    async def check_postgres() -> None:
+        await app[REPOSITORY].ping()
+
+    async def check_redis() -> None:
+        await app[REDIS].ping()
+
+    add_health_routes(app, metrics, {"postgres": check_postgres, "redis": check_redis})
+    add_resource_routes(app)
+    add_system_routes(app)
+    return app

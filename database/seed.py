@@ -1,0 +1,127 @@
+"""Development seed data: two accounts and a configurable number of sample resources.
+
+The accounts are fixed and documented (`DEV_ACCOUNTS`) so the README's curl examples work on a fresh stack;
+the production settings refuse to start while they still have these passwords. Resources go in with binary
+COPY (`copy_records_to_table`), which loads 100,000 rows in a few seconds where INSERTs would take minutes.
+
+Safe to run from several replicas at once: users are inserted with ON CONFLICT DO NOTHING, and resources are
+loaded inside a transaction holding an EXCLUSIVE lock on `resources`, after re-checking that it is still
+empty.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import asyncpg
+
+from shared.passwords import hash_password
+
+__all__ = ["DEV_ACCOUNTS", "RESOURCE_TYPES", "DevAccount", "SeedResult", "seed"]
+
+RESOURCE_TYPES = ("article", "product", "event", "place", "note")
+_TAGS = ("new", "popular", "featured", "archived", "draft", "local", "sale")
+
+
+@dataclass(frozen=True)
+class DevAccount:
+    """A seeded login, printed by `scalable-api up` and used by the README examples."""
+
+    email: str
+    password: str
+    role: str
+    tier: str
+
+
+DEV_ACCOUNTS: tuple[DevAccount, ...] = (
+    DevAccount("admin@example.com", "admin123", "admin", "enterprise"),
+    DevAccount("user@example.com", "user123", "user", "free"),
+)
+
+
+@dataclass(frozen=True)
+class SeedResult:
+    """How many rows this run inserted (0 for whatever already existed)."""
+
+    users_created: int
+    resources_created: int
+
+
+async def seed(dsn: str, *, resources: int = 1000, only_if_empty: bool = True) -> SeedResult:
+    """Create the dev accounts if missing, then `resources` sample resources (skipped when some already exist
+    and `only_if_empty`)."""
+    connection = await asyncpg.connect(dsn)
+    try:
+        users_created, owner_ids = await _seed_users(connection)
+        resources_created = 0
+        if resources > 0:
+            resources_created = await _seed_resources(connection, resources, owner_ids, only_if_empty)
+    finally:
+        await connection.close()
+    return SeedResult(users_created=users_created, resources_created=resources_created)
+
+
+@functools.cache
+def _cached_hash(password: str) -> str:
+    # Dev passwords are public anyway; hashing each once per process keeps test fixtures that re-seed fast.
+    return hash_password(password)
+
+
+async def _seed_users(connection: asyncpg.Connection) -> tuple[int, list[int]]:
+    """Insert the missing dev accounts; return how many were new and all their ids, in DEV_ACCOUNTS order."""
+    created = 0
+    for account in DEV_ACCOUNTS:
+        password_hash = await asyncio.to_thread(_cached_hash, account.password)
+        inserted = await connection.fetchval(
+            "INSERT INTO users (email, password_hash, role, tier) VALUES ($1, $2, $3, $4) "
+            "ON CONFLICT DO NOTHING RETURNING id",
+            account.email,
+            password_hash,
+            account.role,
+            account.tier,
+        )
+        created += inserted is not None
+    rows = await connection.fetch(
+        "SELECT id, lower(email) AS email FROM users WHERE lower(email) = ANY($1::text[])",
+        [account.email.lower() for account in DEV_ACCOUNTS],
+    )
+    ids = {row["email"]: int(row["id"]) for row in rows}
+    return created, [ids[account.email.lower()] for account in DEV_ACCOUNTS]
+
+
+async def _seed_resources(connection: asyncpg.Connection, count: int, owner_ids: list[int], only_if_empty: bool) -> int:
+    """COPY `count` resources with explicit ids after the current maximum, then move the id sequence past
+    them."""
+    async with connection.transaction():
+        # Blocks concurrent writers (and seeders) until commit, so the ids we pick stay ours.
+        await connection.execute("LOCK TABLE resources IN EXCLUSIVE MODE")
+        if only_if_empty and await connection.fetchval("SELECT EXISTS (SELECT 1 FROM resources)"):
+            return 0
+        first_id = int(await connection.fetchval("SELECT coalesce(max(id), 0) + 1 FROM resources"))
+        await connection.copy_records_to_table(
+            "resources",
+            columns=("id", "name", "type", "data", "owner_id"),
+            records=_sample_resources(first_id, count, owner_ids),
+        )
+        await connection.execute("SELECT setval(pg_get_serial_sequence('resources', 'id'), $1)", first_id + count - 1)
+    await connection.execute("ANALYZE resources")
+    return count
+
+
+def _sample_resources(first_id: int, count: int, owner_ids: list[int]) -> Iterator[tuple[int, str, str, str, int]]:
+    """Deterministic, varied rows: types cycle, owners alternate, `data` is a small JSON object."""
+    for offset in range(count):
+        resource_id = first_id + offset
+        kind = RESOURCE_TYPES[resource_id % len(RESOURCE_TYPES)]
+        data = {
+            "index": resource_id,
+            "tags": [_TAGS[resource_id % len(_TAGS)], _TAGS[(resource_id // 7) % len(_TAGS)]],
+            "rating": (resource_id * 37) % 50 / 10,
+            "public": resource_id % 3 != 0,
+        }
+        owner = owner_ids[offset % len(owner_ids)]
+        yield resource_id, f"Sample {kind} {resource_id}", kind, json.dumps(data), owner

@@ -1,0 +1,58 @@
+"""Request context: the request id and the W3C trace context that follow a request across every hop.
+
+A client's ``X-Request-ID`` is kept only when it is a sane token (at most 128 characters of
+``[A-Za-z0-9._-]``); otherwise one is generated. It is echoed on every response and bound into every log line.
+A valid ``traceparent`` is passed through unchanged; an absent or malformed one starts a new trace here.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from structlog.contextvars import bind_contextvars
+
+from shared.keys import REQUEST_ID, TRACEPARENT
+
+REQUEST_ID_HEADER = "X-Request-ID"
+TRACEPARENT_HEADER = "traceparent"
+_SANE_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
+
+
+def new_request_id() -> str:
+    return secrets.token_hex(16)
+
+
+def accept_request_id(value: str | None) -> str:
+    if value is not None and _SANE_REQUEST_ID.fullmatch(value):
+        return value
+    return new_request_id()
+
+
+def accept_traceparent(value: str | None) -> str:
+    if value is not None and _TRACEPARENT.fullmatch(value):
+        return value
+    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-01"
+
+
+def request_context_middleware() -> Middleware:
+    @web.middleware
+    async def bind_request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        headers = request.headers
+        request_id = accept_request_id(headers.get(REQUEST_ID_HEADER))
+        request[REQUEST_ID] = request_id
+        request[TRACEPARENT] = accept_traceparent(headers.get(TRACEPARENT_HEADER))
+        bind_contextvars(request_id=request_id)
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:
+            exc.headers[REQUEST_ID_HEADER] = request_id
+            raise
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    return bind_request_context

@@ -1,0 +1,57 @@
+"""``/health`` (liveness), ``/ready`` (dependencies) and ``/metrics`` for every process.
+
+Liveness answers as long as the event loop does. Readiness runs every named check concurrently with a short
+timeout and answers 503 naming the failing ones, which is what load balancers and Kubernetes act on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+
+import orjson
+from aiohttp import web
+
+from shared.errors import problem_response
+from shared.keys import INSTANCE_ID, SERVICE
+from shared.metrics import Metrics, metrics_handler
+
+Check = Callable[[], Awaitable[object]]
+READY_TIMEOUT = 1.0
+
+
+async def _run_check(check: Check) -> str | None:
+    try:
+        await asyncio.wait_for(check(), READY_TIMEOUT)
+    except TimeoutError:
+        return "timed out"
+    except Exception as exc:
+        return type(exc).__name__
+    return None
+
+
+def add_health_routes(app: web.Application, metrics: Metrics, checks: Mapping[str, Check]) -> None:
+    async def health(request: web.Request) -> web.Response:
+        body = {"status": "ok", "service": request.app[SERVICE], "instance": request.app[INSTANCE_ID]}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    async def ready(request: web.Request) -> web.Response:
+        names = list(checks)
+        results = await asyncio.gather(*(_run_check(checks[name]) for name in names))
+        failing = {name: error for name, error in zip(names, results, strict=True) if error is not None}
+        if failing:
+            detail = "Not ready: " + ", ".join(f"{name} ({error})" for name, error in failing.items())
+            return problem_response(
+                request,
+                503,
+                "Service Unavailable",
+                detail,
+                headers={"Retry-After": "1"},
+                extra={"failing": failing},
+            )
+        body = {"status": "ready", "checks": dict.fromkeys(names, "ok"), "instance": request.app[INSTANCE_ID]}
+        return web.Response(body=orjson.dumps(body), content_type="application/json")
+
+    app.router.add_get("/health", health)
+    app.router.add_get("/ready", ready)
+    app.router.add_get("/metrics", metrics_handler(metrics))

@@ -1,0 +1,197 @@
+"""``scalable-api up``: the whole stack on one machine, for development and demos.
+
+Order of start: PostgreSQL and Redis (embedded unless ``DATABASE_URL`` / ``REDIS_URL`` are set) → migrations →
+development seed (once) → apiserver replicas on consecutive ports → balancer → gateway (the latter two when
+present in this build). A child that dies is restarted with a growing back-off. SIGINT/SIGTERM stops the
+children first (SIGTERM, then SIGKILL after a grace period) and the embedded servers last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+STOP_GRACE = 10.0
+READY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    apiservers: int = 3
+    apiserver_port: int = 3001
+    balancer_port: int = 3000
+    gateway_port: int = 8080
+    data_dir: str = ".data"
+    resources: int = 1000
+    pg_port: int = 54329
+    redis_port: int = 63790
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    env: dict[str, str]
+    port: int
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    log: list[str] = field(default_factory=list)
+
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, "-m", *self.args], env=self.env)
+
+    def stop(self, grace: float = STOP_GRACE) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _say(message: str) -> None:
+    print(f"[scalable-api up] {message}", flush=True)
+
+
+def _wait_healthy(children: list[Child], timeout: float = READY_TIMEOUT) -> None:
+    deadline = time.monotonic() + timeout
+    for child in children:
+        url = f"http://127.0.0.1:{child.port}/health"
+        while True:
+            try:
+                with urllib.request.urlopen(url, timeout=1) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, OSError):
+                pass
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{child.name} did not become healthy on port {child.port}")
+            time.sleep(0.1)
+
+
+def _start_data_services(options: StackOptions, stack: ExitStack) -> tuple[str, str]:
+    from database.embedded import EmbeddedPostgres, EmbeddedRedis
+
+    data_dir = Path(options.data_dir).resolve()
+    database_url = os.environ.get("DATABASE_URL")
+    redis_url = os.environ.get("REDIS_URL")
+    if not database_url:
+        postgres = stack.enter_context(EmbeddedPostgres(data_dir / "postgres", options.pg_port))
+        database_url = postgres.url
+        _say(f"PostgreSQL (embedded)  {database_url}   data in {data_dir / 'postgres'}")
+    else:
+        _say("PostgreSQL             DATABASE_URL from the environment")
+    if not redis_url:
+        redis = stack.enter_context(EmbeddedRedis(data_dir / "redis", options.redis_port))
+        redis_url = redis.url
+        _say(f"Redis (embedded)       {redis_url}")
+    else:
+        _say("Redis                  REDIS_URL from the environment")
+    return database_url, redis_url
+
+
+def _prepare_database(database_url: str, resources: int) -> None:
+    from database.migrate import run_migrations
+    from database.seed import DEV_ACCOUNTS, seed
+
+    applied = asyncio.run(run_migrations(database_url))
+    _say(f"migrations applied: {', '.join(applied) if applied else 'none needed'}")
+    result = asyncio.run(seed(database_url, resources=resources, only_if_empty=True))
+    _say(f"seed: {result.users_created} users and {result.resources_created} resources created")
+    for account in DEV_ACCOUNTS:
+        _say(f"  development login: {account.email} / {account.password} ({account.role}, {account.tier})")
+
+
+def _has_process(package: str) -> bool:
+    return importlib.util.find_spec(f"{package}.__main__") is not None
+
+
+def _plan_children(options: StackOptions, database_url: str, redis_url: str) -> list[Child]:
+    base = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    ports = [options.apiserver_port + index for index in range(options.apiservers)]
+    children = [
+        Child(
+            f"apiserver-{port}",
+            ["apiserver", "--port", str(port)],
+            {**base, "INSTANCE_ID": f"apiserver-{port}"},
+            port,
+        )
+        for port in ports
+    ]
+    backends = ",".join(f"http://127.0.0.1:{port}" for port in ports)
+    if _has_process("balancer"):
+        env = {**base, "INSTANCE_ID": "balancer-1", "BALANCER_BACKENDS": backends}
+        children.append(
+            Child("balancer", ["balancer", "--port", str(options.balancer_port)], env, options.balancer_port)
+        )
+    if _has_process("gateway"):
+        env = {
+            **base,
+            "INSTANCE_ID": "gateway-1",
+            "BALANCER_URL": f"http://127.0.0.1:{options.balancer_port}",
+        }
+        children.append(Child("gateway", ["gateway", "--port", str(options.gateway_port)], env, options.gateway_port))
+    return children
+
+
+class _Stop(Exception):
+    pass
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise _Stop
+
+
+def _supervise(children: list[Child]) -> None:
+    """Restart children that exit, with back-off (1 s doubling to 30 s), until asked to stop."""
+    while True:
+        now = time.monotonic()
+        for child in children:
+            process = child.process
+            if process is not None and process.poll() is not None:
+                child.restarts += 1
+                delay = min(2 ** (child.restarts - 1), 30)
+                _say(f"{child.name} exited with {process.returncode}; restarting in {delay}s")
+                child.process = None
+                child.next_start = now + delay
+            if child.process is None and now >= child.next_start:
+                child.start()
+        time.sleep(0.2)
+
+
+def run_stack(options: StackOptions) -> int:
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    children: list[Child] = []
+    with ExitStack() as stack:
+        try:
+            database_url, redis_url = _start_data_services(options, stack)
+            _prepare_database(database_url, options.resources)
+            children = _plan_children(options, database_url, redis_url)
+            for child in children:
+                child.start()
+            _wait_healthy(children)
+            for child in children:
+                _say(f"{child.name:<16} http://127.0.0.1:{child.port}")
+            _say("ready. Ctrl-C stops everything.")
+            _supervise(children)
+        except _Stop:
+            _say("stopping")
+        finally:
+            for child in reversed(children):
+                child.stop()
+    return 0
