@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -42,9 +41,10 @@ class Forbidden(Exception):
     pass
 
 
-@dataclass(frozen=True, slots=True)
 class VersionConflict(Exception):
-    current_version: int
+    def __init__(self, current_version: int) -> None:
+        super().__init__(f"current version is {current_version}")
+        self.current_version = current_version
 
 
 def record_dict(record: asyncpg.Record) -> dict[str, Any]:

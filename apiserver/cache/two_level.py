@@ -228,7 +228,8 @@ class TwoLevelCache:
         if message.get("clear"):
             self._epoch += 1
             self.l1.clear()
-        else:
+        elif message.get("origin") != self.instance_id:
+            # Our own writes invalidated locally before publishing; replaying them would only drop fresh fills.
             self._invalidate_local([str(key) for key in message.get("evict", [])])
         generation = message.get("gen")
         if isinstance(generation, int):

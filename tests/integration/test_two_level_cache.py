@@ -1,0 +1,195 @@
+"""The two-level cache against a real Redis: single-flight, cross-process fill lock, versioned fills,
+pub/sub coherence between instances, and behaviour with Redis or the database gone."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, suppress
+
+import pytest
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry
+
+from apiserver.cache.entry import Entry, SourceUnavailable
+from apiserver.cache.local import LocalCache
+from apiserver.cache.redis import RedisCache
+from apiserver.cache.stats import CacheStats
+from apiserver.cache.two_level import CacheConfig, TwoLevelCache
+from database.embedded import EmbeddedRedis
+from shared.breaker import AsyncCircuitBreaker
+from shared.resources import make_redis
+from tests.helpers import wait_until
+
+pytestmark = pytest.mark.integration
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@asynccontextmanager
+async def cache_instance(
+    redis_url: str, name: str, *, clock: Callable[[], float] = time.time, config: CacheConfig | None = None
+) -> AsyncIterator[TwoLevelCache]:
+    client = make_redis(redis_url)
+    breaker = AsyncCircuitBreaker(f"redis-{name}", fail_max=3, reset_timeout=0.2, max_reset_timeout=0.5)
+    stats = CacheStats(CollectorRegistry())
+    cache = TwoLevelCache(
+        LocalCache(max_entries=1000, max_age=600, clock=clock),
+        RedisCache(client, breaker, on_command=stats.redis_command),
+        config=config or CacheConfig(),
+        stats=stats,
+        instance_id=name,
+        clock=clock,
+    )
+    subscriber = asyncio.create_task(cache.run_subscriber())
+    try:
+        await wait_until(lambda: _true(cache.l1_enabled), within=10)
+        yield cache
+    finally:
+        subscriber.cancel()
+        with suppress(asyncio.CancelledError):
+            await subscriber
+        await client.aclose()
+
+
+async def _true(value: bool) -> bool:
+    return value
+
+
+class CountingLoader:
+    def __init__(self, version: int = 1, payload: bytes = b'{"id":1}', delay: float = 0.02) -> None:
+        self.calls = 0
+        self.version = version
+        self.payload = payload
+        self.delay = delay
+        self.down = False
+
+    async def __call__(self) -> tuple[int, bytes]:
+        self.calls += 1
+        await asyncio.sleep(self.delay)
+        if self.down:
+            raise SourceUnavailable("database down")
+        return self.version, self.payload
+
+
+async def test_concurrent_misses_cost_one_load_per_process(redis_url: str) -> None:
+    async with cache_instance(redis_url, "a") as cache:
+        loader = CountingLoader()
+        results = await asyncio.gather(*(cache.get("res:1", loader) for _ in range(50)))
+        assert loader.calls == 1
+        assert {result.entry.payload for result in results} == {b'{"id":1}'}
+        assert (await cache.get("res:1", loader)).source == "l1"
+
+
+async def test_concurrent_misses_across_processes_are_protected_by_the_fill_lock(redis_url: str) -> None:
+    async with cache_instance(redis_url, "a") as first, cache_instance(redis_url, "b") as second:
+        loader = CountingLoader(delay=0.02)
+        results = await asyncio.gather(first.get("res:9", loader), second.get("res:9", loader))
+        assert loader.calls == 1
+        assert sorted(result.source for result in results) == ["db", "l2"]
+
+
+async def test_an_older_version_never_overwrites_a_newer_one_in_redis(redis_url: str) -> None:
+    async with cache_instance(redis_url, "a") as cache:
+        await cache.write_through("res:4", cache.entry_for_write(2, b"new"))
+        stale_reader = CountingLoader(version=1, payload=b"old")
+        await cache.l2.put("res:4", Entry(1, time.time() + 60, b"old"), 60)
+        cached = await cache.l2.get("res:4")
+        assert cached is not None
+        assert cached.payload == b"new"
+        cache.l1.clear()
+        assert (await cache.get("res:4", stale_reader)).entry.payload == b"new"
+        assert stale_reader.calls == 0
+
+
+async def test_a_write_evicts_every_instances_l1(redis_url: str) -> None:
+    async with cache_instance(redis_url, "a") as writer, cache_instance(redis_url, "b") as reader:
+        await reader.get("res:7", CountingLoader(version=1, payload=b"v1"))
+        assert (await reader.get("res:7", CountingLoader())).source == "l1"
+        await writer.write_through("res:7", writer.entry_for_write(2, b"v2"))
+
+        async def reader_sees_v2() -> bool:
+            return (await reader.get("res:7", CountingLoader(version=1, payload=b"v1"))).entry.payload == b"v2"
+
+        await wait_until(reader_sees_v2, within=1)
+        assert reader.list_generation == writer.list_generation >= 1
+
+
+async def test_deleted_entries_become_tombstones(redis_url: str) -> None:
+    async with cache_instance(redis_url, "a") as cache:
+        await cache.get("res:8", CountingLoader(version=3, payload=b"x"))
+        await cache.write_through("res:8", cache.entry_for_write(4, b""))
+        late_reader = CountingLoader(version=3, payload=b"x")  # read before the delete committed
+        await cache.l2.put("res:8", Entry(3, time.time() + 60, b"x"), 60)
+        assert (await cache.get("res:8", late_reader)).entry.absent
+
+
+async def test_not_found_is_cached_briefly(redis_url: str) -> None:
+    clock = Clock()
+    config = CacheConfig(negative_ttl=5.0)
+    async with cache_instance(redis_url, "a", clock=clock, config=config) as cache:
+        absent = CountingLoader(version=0, payload=b"")
+        for _ in range(3):
+            assert (await cache.get("res:404", absent)).entry.absent
+        assert absent.calls == 1
+        clock.now += 6.0
+        await cache.get("res:404", absent)
+        assert absent.calls == 2
+
+
+async def test_stale_if_error_when_the_database_is_down(redis_url: str) -> None:
+    clock = Clock()
+    async with cache_instance(redis_url, "a", clock=clock, config=CacheConfig(fresh_ttl=1.0)) as cache:
+        loader = CountingLoader(version=1, payload=b"kept")
+        await cache.get("res:2", loader)
+        clock.now += 5.0
+        loader.down = True
+        lookup = await cache.get("res:2", loader)
+        assert lookup.stale
+        assert lookup.entry.payload == b"kept"
+        with pytest.raises(SourceUnavailable):
+            await cache.get("res:never-cached", loader)
+
+
+async def test_redis_down_bypasses_l1_and_recovers(own_redis: EmbeddedRedis) -> None:
+    async with cache_instance(own_redis.url, "a") as cache:
+        loader = CountingLoader()
+        await cache.get("res:1", loader)
+        assert (await cache.get("res:1", loader)).source == "l1"
+        own_redis.kill()
+        await wait_until(lambda: _true(not cache.l1_enabled), within=5)
+        assert len(cache.l1) == 0
+        for _ in range(5):
+            assert (await cache.get("res:1", loader)).source == "db"  # still answers, straight from the source
+        own_redis.start()
+        await wait_until(lambda: _true(cache.l1_enabled), within=5)
+
+        async def served_from_l1() -> bool:
+            await cache.get("res:1", loader)
+            return (await cache.get("res:1", loader)).source == "l1"
+
+        await wait_until(served_from_l1, within=5)
+
+
+async def test_clear_leaves_other_namespaces(redis_url: str) -> None:
+    raw = aioredis.Redis.from_url(redis_url)
+    try:
+        async with cache_instance(redis_url, "a") as cache, cache_instance(redis_url, "b") as peer:
+            await raw.set("rl:x", b"1")
+            await raw.set("auth:y", b"2")
+            await cache.get("res:1", CountingLoader())
+            await peer.get("res:1", CountingLoader())
+            await cache.clear()
+            assert await raw.get("rl:x") == b"1"
+            assert await raw.get("auth:y") == b"2"
+            assert not await raw.exists("cache:res:1")
+            await wait_until(lambda: _true(len(peer.l1) == 0), within=1)
+    finally:
+        await raw.aclose()
