@@ -19,6 +19,7 @@ from apiserver.cache.two_level import CacheConfig, TwoLevelCache
 from apiserver.external import FlakyDependency
 from apiserver.heartbeat import run_heartbeat
 from apiserver.keys import BREAKERS, CACHE, EXTERNAL, REPOSITORY, SETTINGS, STARTED_AT
+from apiserver.replicas import ReadRouter, Replica
 from apiserver.repository import ResourceRepository
 from apiserver.resources import add_resource_routes
 from apiserver.settings import ApiServerSettings
@@ -29,7 +30,7 @@ from shared.errors import error_middleware
 from shared.health import add_health_routes
 from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE
 from shared.metrics import Metrics, metrics_middleware
-from shared.resources import pg_context, redis_context
+from shared.resources import create_pg_pool, pg_context, redis_context
 
 REDIS_BREAKER = "redis-cache"
 _log = structlog.get_logger("apiserver")
@@ -66,13 +67,37 @@ def _build_breakers(
             on_state_change=listener,
         ),
     }
+    for index in range(len(settings.replica_urls)):
+        # A replica that fails is skipped for 1 s (growing to 10 s); reads fall back to the primary meanwhile.
+        name = replica_breaker_name(index)
+        breakers[name] = AsyncCircuitBreaker(
+            name, fail_max=2, reset_timeout=1.0, max_reset_timeout=10.0, clock=clock, on_state_change=listener
+        )
     for name in breakers:
         metrics.breaker_state.labels(name).set(0)
     return breakers
 
 
+async def _open_replicas(settings: ApiServerSettings, breakers: dict[str, AsyncCircuitBreaker]) -> ReadRouter | None:
+    if not settings.replica_urls:
+        return None
+    replicas = []
+    for index, url in enumerate(settings.replica_urls):
+        name = replica_breaker_name(index)
+        pool = await create_pg_pool(url, max_size=settings.pg_pool_size)
+        replicas.append(Replica(name=name, pool=pool, breaker=breakers[name]))
+    return ReadRouter(replicas, interval=settings.replica_poll_interval)
+
+
+def replica_breaker_name(index: int) -> str:
+    return f"pg-replica-{index + 1}"
+
+
 def _cache_context(settings: ApiServerSettings, metrics: Metrics) -> Callable[[web.Application], AsyncIterator[None]]:
-    db_queries = Counter("db_queries", "PostgreSQL queries issued by the API server.", registry=metrics.registry)
+    db_queries = Counter(
+        "db_queries", "PostgreSQL queries issued by the API server.", ("target",), registry=metrics.registry
+    )
+    count_query = {target: db_queries.labels(target).inc for target in ("primary", "replica")}
 
     async def cache_and_repository(app: web.Application) -> AsyncIterator[None]:
         stats = CacheStats(metrics.registry)
@@ -86,8 +111,13 @@ def _cache_context(settings: ApiServerSettings, metrics: Metrics) -> Callable[[w
         )
         cache = TwoLevelCache(l1, l2, config=config, stats=stats, instance_id=settings.common.instance_id)
         app[CACHE] = cache
-        app[REPOSITORY] = ResourceRepository(app[PG_POOL], on_query=db_queries.inc)
+        router = await _open_replicas(settings, app[BREAKERS])
+        if router is not None:
+            cache.on_write_position = router.note_write
+        app[REPOSITORY] = ResourceRepository(app[PG_POOL], router=router, on_query=lambda t: count_query[t]())
         tasks = [asyncio.create_task(cache.run_subscriber()), asyncio.create_task(run_heartbeat(app))]
+        if router is not None:
+            tasks.append(asyncio.create_task(router.run_poller()))
         try:
             yield
         finally:
@@ -96,6 +126,8 @@ def _cache_context(settings: ApiServerSettings, metrics: Metrics) -> Callable[[w
             for task in tasks:
                 with suppress(asyncio.CancelledError):
                     await task
+            if router is not None:
+                await asyncio.gather(*(replica.pool.close() for replica in router.replicas))
 
     return cache_and_repository
 

@@ -6,15 +6,18 @@ answer 503); constraint violations are the caller's fault and become 4xx in the 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import orjson
+import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from apiserver.cache.entry import SourceUnavailable
+from apiserver.replicas import ReadRouter, parse_lsn
+from shared.breaker import BreakerOpen
 
 _COLUMNS = "id, name, type, data, owner_id, version, created_at, updated_at"
 _UNAVAILABLE = (
@@ -26,6 +29,8 @@ _UNAVAILABLE = (
     asyncpg.TooManyConnectionsError,
     asyncpg.AdminShutdownError,
     asyncpg.CrashShutdownError,
+    # A pooled connection whose server died mid-operation is left in a broken protocol state.
+    asyncpg.InternalClientError,
 )
 
 
@@ -64,27 +69,89 @@ def to_json(record: asyncpg.Record) -> bytes:
     return orjson.dumps(record_dict(record))
 
 
+QueryCounter = Callable[[str], None]
+_log = structlog.get_logger("apiserver.repository")
+
+
+@asynccontextmanager
+async def _pooled(pool: asyncpg.Pool[Any]) -> AsyncIterator[PoolConnectionProxy[Any]]:
+    """A pooled connection whose failures become DatabaseUnavailable.
+
+    Releasing is kept apart from the work: once the body has finished (a write committed), a failure while
+    handing the connection back must not turn that success into an error. asyncpg already terminates a
+    connection it cannot reset, so there is nothing more to do than log it.
+    """
+    try:
+        connection = await pool.acquire()
+    except _UNAVAILABLE as exc:
+        raise DatabaseUnavailable(type(exc).__name__) from exc
+    try:
+        yield connection
+    except _UNAVAILABLE as exc:
+        raise DatabaseUnavailable(type(exc).__name__) from exc
+    finally:
+        try:
+            await pool.release(connection)
+        except Exception as exc:
+            _log.warning("pg_release_failed", error=type(exc).__name__)
+
+
+T = TypeVar("T")
+
+
 class ResourceRepository:
-    def __init__(self, pool: asyncpg.Pool[Any], on_query: Callable[[], None] | None = None) -> None:
+    """Writes and uncached reads; with a :class:`ReadRouter`, reads go to a caught-up replica when there is one."""
+
+    def __init__(
+        self, pool: asyncpg.Pool[Any], *, router: ReadRouter | None = None, on_query: QueryCounter | None = None
+    ) -> None:
         self._pool = pool
-        self._on_query = on_query or (lambda: None)
+        self._router = router
+        self._on_query = on_query or (lambda target: None)
 
     @asynccontextmanager
     async def _connection(self) -> AsyncIterator[PoolConnectionProxy[Any]]:
-        self._on_query()
-        try:
-            async with self._pool.acquire() as connection:
-                yield connection
-        except _UNAVAILABLE as exc:
-            raise DatabaseUnavailable(type(exc).__name__) from exc
+        self._on_query("primary")
+        async with _pooled(self._pool) as connection:
+            yield connection
+
+    async def _read(self, query: Callable[[PoolConnectionProxy[Any]], Awaitable[T]]) -> T:
+        """Run a read on a replica when one is caught up; on its failure, on the primary (reads are safe to repeat)."""
+        replica = self._router.pick() if self._router is not None else None
+        if replica is not None:
+            try:
+                permit = replica.breaker.acquire()
+            except BreakerOpen:
+                permit = None
+            if permit is not None:
+                self._on_query("replica")
+                try:
+                    async with _pooled(replica.pool) as connection:
+                        result = await query(connection)
+                except DatabaseUnavailable as exc:
+                    replica.breaker.record_failure(permit, exc)
+                else:
+                    replica.breaker.record_success(permit)
+                    return result
+        async with self._connection() as connection:
+            return await query(connection)
+
+    async def _wal_position(self, connection: PoolConnectionProxy[Any]) -> int:
+        """After a commit: the primary's WAL position, which replicas must reach before serving reads again."""
+        if self._router is None:
+            return 0
+        lsn = parse_lsn(await connection.fetchval("SELECT pg_current_wal_lsn()::text"))
+        self._router.note_write(lsn)
+        return lsn
 
     async def ping(self) -> None:
         async with self._connection() as connection:
             await connection.fetchval("SELECT 1")
 
     async def get(self, resource_id: int) -> asyncpg.Record | None:
-        async with self._connection() as connection:
-            return await connection.fetchrow(f"SELECT {_COLUMNS} FROM resources WHERE id = $1", resource_id)  # noqa: S608 - constant column list
+        sql = f"SELECT {_COLUMNS} FROM resources WHERE id = $1"  # noqa: S608 - constant column list
+        record: asyncpg.Record | None = await self._read(lambda connection: connection.fetchrow(sql, resource_id))
+        return record
 
     async def list(self, *, type_: str | None, owner: int | None, after_id: int, limit: int) -> list[asyncpg.Record]:
         conditions = ["id > $1"]
@@ -100,10 +167,10 @@ class ResourceRepository:
             f"SELECT {_COLUMNS} FROM resources WHERE {' AND '.join(conditions)} "  # noqa: S608 - placeholders only
             f"ORDER BY id LIMIT ${len(args)}"
         )
-        async with self._connection() as connection:
-            return list(await connection.fetch(sql, *args))
+        records: list[asyncpg.Record] = await self._read(lambda connection: connection.fetch(sql, *args))
+        return list(records)
 
-    async def create(self, fields: dict[str, Any], owner_id: int) -> asyncpg.Record:
+    async def create(self, fields: dict[str, Any], owner_id: int) -> tuple[asyncpg.Record, int]:
         async with self._connection() as connection:
             record: asyncpg.Record | None = await connection.fetchrow(
                 f"INSERT INTO resources (name, type, data, owner_id) VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",  # noqa: S608
@@ -112,8 +179,9 @@ class ResourceRepository:
                 fields.get("data", {}),
                 owner_id,
             )
+            lsn = await self._wal_position(connection)
         assert record is not None  # INSERT ... RETURNING always returns the row
-        return record
+        return record, lsn
 
     async def update(
         self,
@@ -123,25 +191,34 @@ class ResourceRepository:
         actor: int,
         admin: bool,
         expected_version: int | None,
-    ) -> asyncpg.Record:
-        """Apply ``fields`` atomically; raises NotFound, Forbidden or VersionConflict."""
-        async with self._connection() as connection, connection.transaction():
-            await self._check_target(connection, resource_id, actor, admin, expected_version)
-            assignments = [f"{name} = ${index}" for index, name in enumerate(fields, start=2)]
-            sql = (
-                f"UPDATE resources SET {', '.join(assignments)}, version = version + 1, updated_at = now() "  # noqa: S608
-                f"WHERE id = $1 RETURNING {_COLUMNS}"
-            )
-            record: asyncpg.Record | None = await connection.fetchrow(sql, resource_id, *fields.values())
-        assert record is not None  # the row is locked by _check_target
-        return record
+    ) -> tuple[asyncpg.Record, int]:
+        """Apply ``fields`` atomically; returns the row and the WAL position.
 
-    async def delete(self, resource_id: int, *, actor: int, admin: bool, expected_version: int | None) -> int:
-        """Delete and return the deleted version; raises NotFound, Forbidden or VersionConflict."""
-        async with self._connection() as connection, connection.transaction():
-            version = await self._check_target(connection, resource_id, actor, admin, expected_version)
-            await connection.execute("DELETE FROM resources WHERE id = $1", resource_id)
-        return version
+        Raises NotFound, Forbidden or VersionConflict.
+        """
+        async with self._connection() as connection:
+            async with connection.transaction():
+                await self._check_target(connection, resource_id, actor, admin, expected_version)
+                assignments = [f"{name} = ${index}" for index, name in enumerate(fields, start=2)]
+                sql = (
+                    f"UPDATE resources SET {', '.join(assignments)}, version = version + 1, updated_at = now() "  # noqa: S608
+                    f"WHERE id = $1 RETURNING {_COLUMNS}"
+                )
+                record: asyncpg.Record | None = await connection.fetchrow(sql, resource_id, *fields.values())
+            lsn = await self._wal_position(connection)
+        assert record is not None  # the row is locked by _check_target
+        return record, lsn
+
+    async def delete(
+        self, resource_id: int, *, actor: int, admin: bool, expected_version: int | None
+    ) -> tuple[int, int]:
+        """Delete; returns the deleted version and the WAL position. Raises NotFound, Forbidden or VersionConflict."""
+        async with self._connection() as connection:
+            async with connection.transaction():
+                version = await self._check_target(connection, resource_id, actor, admin, expected_version)
+                await connection.execute("DELETE FROM resources WHERE id = $1", resource_id)
+            lsn = await self._wal_position(connection)
+        return version, lsn
 
     @staticmethod
     async def _check_target(

@@ -104,9 +104,9 @@ async def _read_body(request: web.Request, *, partial: bool) -> dict[str, Any]:
     return validate_resource(body, partial=partial)
 
 
-async def _announce(request: web.Request, resource_id: int, version: int, payload: bytes) -> None:
+async def _announce(request: web.Request, resource_id: int, version: int, payload: bytes, lsn: int) -> None:
     cache = request.app[CACHE]
-    await cache.write_through(f"res:{resource_id}", cache.entry_for_write(version, payload))
+    await cache.write_through(f"res:{resource_id}", cache.entry_for_write(version, payload), lsn=lsn)
 
 
 async def create_resource(request: web.Request) -> web.StreamResponse:
@@ -114,11 +114,11 @@ async def create_resource(request: web.Request) -> web.StreamResponse:
     fields = await _read_body(request, partial=False)
     assert identity.user_id is not None  # require_user guarantees it
     try:
-        record = await request.app[REPOSITORY].create(fields, identity.user_id)
+        record, lsn = await request.app[REPOSITORY].create(fields, identity.user_id)
     except DatabaseUnavailable:
         raise unavailable("The database is unavailable; nothing was written.") from None
     payload = to_json(record)
-    await _announce(request, record["id"], record["version"], payload)
+    await _announce(request, record["id"], record["version"], payload, lsn)
     headers = {"ETag": etag_for(record["version"]), "Location": f"/api/v1/resources/{record['id']}"}
     return json_response(request, payload, status=201, headers=headers)
 
@@ -131,7 +131,7 @@ async def _update(request: web.Request, *, partial: bool) -> web.StreamResponse:
         fields.setdefault("data", {})
     assert identity.user_id is not None
     try:
-        record = await request.app[REPOSITORY].update(
+        record, lsn = await request.app[REPOSITORY].update(
             resource_id,
             fields,
             actor=identity.user_id,
@@ -147,7 +147,7 @@ async def _update(request: web.Request, *, partial: bool) -> web.StreamResponse:
     except VersionConflict as conflict:
         raise _stale_version(conflict) from None
     payload = to_json(record)
-    await _announce(request, resource_id, record["version"], payload)
+    await _announce(request, resource_id, record["version"], payload, lsn)
     return json_response(request, payload, headers={"ETag": etag_for(record["version"])})
 
 
@@ -174,7 +174,7 @@ async def delete_resource(request: web.Request) -> web.StreamResponse:
     resource_id = parse_id(request.match_info["id"])
     assert identity.user_id is not None
     try:
-        version = await request.app[REPOSITORY].delete(
+        version, lsn = await request.app[REPOSITORY].delete(
             resource_id,
             actor=identity.user_id,
             admin=identity.is_admin,
@@ -188,7 +188,7 @@ async def delete_resource(request: web.Request) -> web.StreamResponse:
         raise Problem(403, "Forbidden", "Only the owner or an admin may delete this resource.") from None
     except VersionConflict as conflict:
         raise _stale_version(conflict) from None
-    await _announce(request, resource_id, version + 1, b"")
+    await _announce(request, resource_id, version + 1, b"", lsn)
     return web.Response(status=204)
 
 

@@ -12,6 +12,8 @@ from shared.settings import CommonSettings, Env, SettingsError
 class ApiServerSettings:
     common: CommonSettings
     database_url: str
+    replica_urls: tuple[str, ...]
+    replica_poll_interval: float
     redis_url: str
     port: int
     pg_pool_size: int
@@ -38,6 +40,8 @@ class ApiServerSettings:
         return cls(
             common=common,
             database_url=common.database_url,
+            replica_urls=env.items("DATABASE_REPLICA_URLS"),
+            replica_poll_interval=env.number("REPLICA_POLL_INTERVAL", 0.1, minimum=0.01, maximum=10.0),
             redis_url=common.redis_url,
             port=port if port is not None else env.integer("PORT", 3001, minimum=1, maximum=65535),
             pg_pool_size=env.integer("PG_POOL_SIZE", 10, minimum=1, maximum=500),

@@ -77,7 +77,7 @@ class _RunAs:
         return {"user": self.uid, "group": self.gid, "extra_groups": []}
 
 
-def _pg_run_as() -> _RunAs | None:
+def pg_run_as() -> _RunAs | None:
     """Pick the account for PostgreSQL processes: ourselves unless we are root."""
     if os.geteuid() != 0:
         return None
@@ -135,7 +135,7 @@ def find_pg_bin() -> Path:
         if missing:
             raise EmbeddedServerError(f"PG_BIN={explicit!r} has no {', '.join(missing)}")
         return Path(explicit)
-    run_as = _pg_run_as()
+    run_as = pg_run_as()
     problems: list[str] = []
     for bin_dir in _pg_bin_candidates():
         if not ((bin_dir / "postgres").is_file() and (bin_dir / "initdb").is_file()):
@@ -169,7 +169,7 @@ def find_redis_server() -> Path:
     )
 
 
-def _make_parents(path: Path, run_as: _RunAs | None) -> None:
+def make_parents(path: Path, run_as: _RunAs | None) -> None:
     """Create the missing parents of `path`; when PostgreSQL runs as another user, make the ones we created
     traversable by it whatever the umask (directories that already existed are left alone)."""
     missing = [parent for parent in path.parents if not parent.exists()]
@@ -335,6 +335,11 @@ class EmbeddedPostgres(_ServerProcess):
         return f"postgresql://{credentials}@{host}:{self.port}/{quote(self.database, safe='')}"
 
     @property
+    def socket_dir(self) -> Path:
+        """Where the server's unix socket lives (local connections as the server's account are trusted)."""
+        return self._socket_dir or self.data_dir
+
+    @property
     def log_path(self) -> Path:
         """Server log, next to (not inside) the data directory so wiping one never loses the other."""
         return self.data_dir.parent / f"{self.data_dir.name}.log"
@@ -344,8 +349,8 @@ class EmbeddedPostgres(_ServerProcess):
         if self.is_running():
             return
         bin_dir = find_pg_bin()
-        run_as = _pg_run_as()
-        _make_parents(self.data_dir, run_as)
+        run_as = pg_run_as()
+        make_parents(self.data_dir, run_as)
         _check_traversable(self.data_dir, run_as)
         with self.log_path.open("ab") as log:
             if not (self.data_dir / "PG_VERSION").is_file():
@@ -454,7 +459,8 @@ class EmbeddedPostgres(_ServerProcess):
         except OSError:
             return False
         ours = bool(lines) and self._process is not None and lines[0].strip() == str(self._process.pid)
-        ready = len(lines) >= 8 and lines[7].strip() == "ready"
+        # A hot standby reports "standby" once it accepts read-only connections (pg_ctl treats both alike).
+        ready = len(lines) >= 8 and lines[7].strip() in {"ready", "standby"}
         return ours and ready and _port_answers(self.host, self.port)
 
 

@@ -98,6 +98,7 @@ class TwoLevelCache:
         self._inflight: dict[str, asyncio.Future[Lookup]] = {}
         self.list_generation = 0
         self.subscription = _Subscription()
+        self.on_write_position: Callable[[int], None] | None = None
 
     @property
     def l1_enabled(self) -> bool:
@@ -192,10 +193,14 @@ class TwoLevelCache:
         """The entry a committed write stores: fresh now; a deletion passes ``b""`` (a tombstone)."""
         return Entry(version, self._clock() + (self.config.fresh_ttl if payload else self.config.negative_ttl), payload)
 
-    async def write_through(self, key: str, entry: Entry) -> None:
-        """After a PostgreSQL commit: make every replica forget the old value, and store the new one in L2."""
+    async def write_through(self, key: str, entry: Entry, *, lsn: int = 0) -> None:
+        """After a PostgreSQL commit: make every replica forget the old value, and store the new one in L2.
+
+        ``lsn`` is the commit's WAL position; peers hand it to ``on_write_position`` so their reads wait for
+        a replica that has replayed it.
+        """
         self._invalidate_local([key])
-        message = orjson.dumps({"evict": [key], "origin": self.instance_id})
+        message = orjson.dumps({"evict": [key], "origin": self.instance_id, "lsn": lsn})
         try:
             generation = await self.l2.write_through(key, entry, self.config.stale_ttl, message)
         except L2Unavailable:
@@ -234,6 +239,9 @@ class TwoLevelCache:
         generation = message.get("gen")
         if isinstance(generation, int):
             self.list_generation = max(self.list_generation, generation)
+        lsn = message.get("lsn")
+        if isinstance(lsn, int) and lsn and self.on_write_position is not None:
+            self.on_write_position(lsn)
 
     # -- pub/sub -----------------------------------------------------------------------------------------
 
