@@ -33,7 +33,7 @@ import stat
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -470,9 +470,10 @@ class EmbeddedRedis(_ServerProcess):
     _stop_signal = signal.SIGTERM
     _name = "Redis"
 
-    def __init__(self, data_dir: Path, port: int, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, data_dir: Path, port: int, *, host: str = "127.0.0.1", extra_args: Sequence[str] = ()) -> None:
         super().__init__(host, port)
         self.data_dir = Path(data_dir).absolute()
+        self.extra_args = list(extra_args)  # e.g. ["--replicaof", host, port] for a replica
 
     @property
     def url(self) -> str:
@@ -507,6 +508,7 @@ class EmbeddedRedis(_ServerProcess):
             str(self.data_dir),
             "--logfile",
             str(self.log_path),
+            *self.extra_args,
         ]
         with self.log_path.open("ab") as log:
             self._spawn(args, log, cwd=str(self.data_dir))

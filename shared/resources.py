@@ -9,20 +9,68 @@ the same reason.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.sentinel import Sentinel
 
 from shared.keys import PG_POOL, REDIS
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 
+SENTINEL_SCHEME = "redis+sentinel"
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelTarget:
+    """``redis+sentinel://[:password@]host:port[,host:port...]/service[/db]``"""
+
+    sentinels: tuple[tuple[str, int], ...]
+    service: str
+    db: int
+    password: str | None
+
+
+def parse_sentinel_url(url: str) -> SentinelTarget:
+    parsed = urlsplit(url)
+    _, _, hosts = parsed.netloc.rpartition("@")
+    sentinels = []
+    for item in hosts.split(","):
+        host, _, port = item.strip().rpartition(":")
+        if not host or not port.isdigit():
+            raise ValueError(f"REDIS_URL: sentinel address {item!r} must be host:port")
+        sentinels.append((host.strip("[]"), int(port)))
+    parts = [part for part in parsed.path.split("/") if part]
+    if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
+        raise ValueError("REDIS_URL: a sentinel URL ends in /<service name>[/<db number>]")
+    password = unquote(parsed.password) if parsed.password else None
+    return SentinelTarget(tuple(sentinels), parts[0], int(parts[1]) if len(parts) == 2 else 0, password)
+
+
+class _SentinelManagedRedis(aioredis.Redis):
+    """The primary's client; closing it also closes its connections to the sentinels."""
+
+    owning_sentinel: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.owning_sentinel is not None:
+            await self.owning_sentinel.aclose()
+
+
 def make_redis(url: str, **options: Any) -> aioredis.Redis:
-    """A Redis client with short timeouts: a dead Redis must cost milliseconds, never hang a request."""
+    """A Redis client with short timeouts: a dead Redis must cost milliseconds, never hang a request.
+
+    With a ``redis+sentinel://`` URL the client asks the sentinels for the current primary and asks again
+    whenever a connection to it fails, so every user of this client (cache, limiter, pub/sub, heartbeats)
+    follows a failover without restarting.
+    """
     defaults: dict[str, Any] = {
         "socket_connect_timeout": 0.5,
         "socket_timeout": 1.0,
@@ -31,6 +79,19 @@ def make_redis(url: str, **options: Any) -> aioredis.Redis:
         "max_connections": 256,
     }
     defaults.update(options)
+    if url.startswith(SENTINEL_SCHEME + "://"):
+        target = parse_sentinel_url(url)
+        sentinel = Sentinel(  # type: ignore[no-untyped-call]  # redis-py leaves Sentinel.__init__ unannotated
+            list(target.sentinels),
+            sentinel_kwargs={"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+            socket_connect_timeout=defaults["socket_connect_timeout"],
+        )
+        defaults.pop("socket_connect_timeout")
+        primary: _SentinelManagedRedis = sentinel.master_for(
+            target.service, redis_class=_SentinelManagedRedis, db=target.db, password=target.password, **defaults
+        )
+        primary.owning_sentinel = sentinel
+        return primary
     client: aioredis.Redis = aioredis.Redis.from_url(url, **defaults)
     return client
 
