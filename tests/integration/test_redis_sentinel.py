@@ -99,8 +99,8 @@ async def test_cache_invalidation_survives_a_failover(
         try:
 
             async def promoted() -> bool:
-                address = await watcher.execute_command("SENTINEL", "get-master-addr-by-name", SERVICE)
-                return int(address[1]) == replica.port
+                address = await watcher.sentinel_get_master_addr_by_name(SERVICE)
+                return isinstance(address, tuple | list) and int(address[1]) == replica.port
 
             await wait_until(promoted, within=20, interval=0.2)
         finally:
