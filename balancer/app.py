@@ -1,0 +1,112 @@
+"""The balancer application factory (no I/O here: health loops and pools start and stop in cleanup contexts)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from balancer.backend import Backend, Clock
+from balancer.control import add_control_routes
+from balancer.forwarding import Balancer
+from balancer.health import HealthChecker
+from balancer.keys import BALANCER, HEALTH, SETTINGS
+from balancer.metrics import BalancerMetrics
+from balancer.picking import make_picker
+from balancer.pool import BackendPool, breaker_code
+from balancer.settings import BalancerSettings
+from shared.context import request_context_middleware
+from shared.errors import error_middleware
+from shared.health import add_health_routes
+from shared.keys import INSTANCE_ID, METRICS, SERVICE
+from shared.metrics import Metrics, metrics_middleware
+
+_log = structlog.get_logger("balancer")
+
+
+class NotReady(Exception):
+    """``/ready`` fails: shutting down, or no backend can take traffic."""
+
+
+def _build_balancer(settings: BalancerSettings, metrics: Metrics, clock: Clock, rng: random.Random | None) -> Balancer:
+    lb_metrics = BalancerMetrics(metrics)
+    holder: list[Balancer] = []
+
+    def breaker_changed(backend: Backend, old: str, new: str) -> None:
+        lb_metrics.breaker_state(backend.breaker.name, breaker_code(new))
+        _log.warning("circuit_breaker_transition", backend=backend.id, old=old, new=new)
+        if holder:
+            holder[0].on_rotation_change(backend, new)
+
+    pool = BackendPool(settings, clock=clock, on_breaker_change=breaker_changed)
+    balancer = Balancer(settings, pool, make_picker(settings.algorithm, rng=rng), lb_metrics, clock=clock)
+    holder.append(balancer)
+
+    def membership(backend: Backend, added: bool) -> None:
+        if added:
+            lb_metrics.breaker_state(backend.breaker.name, 0)
+            balancer.on_rotation_change(backend)
+        else:
+            lb_metrics.backend_up.remove(backend.id)
+            balancer.picker.forget(backend.id)
+
+    pool.on_change(membership)
+    for spec in settings.backends:
+        pool.add(spec)
+    return balancer
+
+
+async def forward(request: web.Request) -> web.StreamResponse:
+    return await request.app[BALANCER].forward(request)
+
+
+def create_app(
+    settings: BalancerSettings, *, clock: Clock = time.monotonic, rng: random.Random | None = None
+) -> web.Application:
+    metrics = Metrics("balancer")
+    app = web.Application(
+        middlewares=[request_context_middleware(), metrics_middleware(metrics=metrics), error_middleware()],
+        client_max_size=max(settings.retry_body_limit, 1024**2),
+    )
+    balancer = _build_balancer(settings, metrics, clock, rng)
+    checker = HealthChecker(
+        balancer.pool,
+        path=settings.health_path,
+        interval=settings.health_interval,
+        timeout=settings.health_timeout,
+        clock=clock,
+        rng=rng,
+        on_change=balancer.on_rotation_change,
+    )
+    app[SETTINGS] = settings
+    app[METRICS] = metrics
+    app[SERVICE] = "balancer"
+    app[INSTANCE_ID] = settings.common.instance_id
+    app[BALANCER] = balancer
+    app[HEALTH] = checker
+
+    async def backend_pools(app: web.Application) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await balancer.pool.close()
+
+    async def stop_being_ready(app: web.Application) -> None:
+        balancer.stopping = True
+
+    async def check_backends() -> None:
+        if balancer.stopping:
+            raise NotReady("shutting down")
+        if not any(backend.in_rotation() for backend in balancer.pool.backends):
+            raise NotReady("no backend in rotation")
+
+    app.cleanup_ctx.append(backend_pools)  # first in, last out: pools close after the health loops stop
+    app.cleanup_ctx.append(checker.context())
+    app.on_shutdown.append(stop_being_ready)
+    add_health_routes(app, metrics, {"backends": check_backends})
+    add_control_routes(app)
+    app.router.add_route("*", "/{tail:.*}", forward)
+    return app

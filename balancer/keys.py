@@ -1,0 +1,13 @@
+"""Typed app keys of the balancer."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from balancer.forwarding import Balancer
+from balancer.health import HealthChecker
+from balancer.settings import BalancerSettings
+
+SETTINGS = web.AppKey("settings", BalancerSettings)
+BALANCER = web.AppKey("balancer", Balancer)
+HEALTH = web.AppKey("health_checker", HealthChecker)
