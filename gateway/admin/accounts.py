@@ -1,0 +1,106 @@
+"""Admin views of accounts and of any identity's rate-limit state; tier and role changes."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from aiohttp import web
+
+from gateway.auth.middleware import require_admin
+from gateway.auth.tokens import ROLES, TIERS
+from gateway.http import invalid, json_response, path_id
+from gateway.keys import LIMITER, REFRESH, SETTINGS, USERS
+from shared.bodies import read_json_object
+from shared.errors import Problem
+
+PAGE_MAX = 100
+
+
+async def list_users(request: web.Request) -> web.Response:
+    require_admin(request)
+    try:
+        after = int(request.query.get("after", "0"))
+        limit = min(max(int(request.query.get("limit", "50")), 1), PAGE_MAX)
+    except ValueError:
+        raise invalid("after/limit", "must be integers") from None
+    users = await request.app[USERS].page(after=after, limit=limit)
+    next_after = users[-1].id if len(users) == limit else None
+    return json_response({"data": [user.public() for user in users], "next_after": next_after})
+
+
+async def update_user(request: web.Request) -> web.Response:
+    """Change role, tier or disabled. New claims reach access tokens at the next refresh (≤ ACCESS_TOKEN_TTL);
+    disabling revokes every refresh token at once."""
+    require_admin(request)
+    user_id = path_id(request)
+    body = await read_json_object(request, max_body=4096)
+    unknown = sorted(set(body) - {"role", "tier", "disabled"})
+    if unknown:
+        raise invalid(unknown[0], "is not a field you can change")
+    role, tier, disabled = body.get("role"), body.get("tier"), body.get("disabled")
+    if role is not None and role not in ROLES:
+        raise invalid("role", f"must be one of {', '.join(sorted(ROLES))}")
+    if tier is not None and tier not in TIERS:
+        raise invalid("tier", f"must be one of {', '.join(sorted(TIERS))}")
+    if disabled is not None and not isinstance(disabled, bool):
+        raise invalid("disabled", "must be true or false")
+    user = await request.app[USERS].update(user_id, role=role, tier=tier, disabled=disabled)
+    if user is None:
+        raise Problem(404, "Not Found", f"No user with id {user_id}.")
+    if disabled:
+        await request.app[REFRESH].revoke_user(user_id)
+    return json_response(user.public())
+
+
+async def rate_limit_state(request: web.Request) -> web.Response:
+    """``{identifier}`` is ``user:<id>``, a bare user id, an email, ``ip:<address>`` or a bare address."""
+    require_admin(request)
+    key, tier = await _resolve(request, request.match_info["identifier"])
+    settings = request.app[SETTINGS].rate_limits
+    limit = settings.limits[tier]
+    decision = await request.app[LIMITER].peek(key, limit)
+    return json_response(
+        {
+            "identifier": request.match_info["identifier"],
+            "key": key,
+            "tier": tier,
+            "limit": limit,
+            "used": limit - decision.remaining,
+            "remaining": decision.remaining,
+            "reset_seconds": round(decision.reset, 3),
+            "window_seconds": settings.window,
+            "limited": not decision.allowed,
+        }
+    )
+
+
+async def _resolve(request: web.Request, identifier: str) -> tuple[str, str]:
+    kind, _, value = identifier.partition(":")
+    if kind == "ip" or _is_address(identifier):
+        address = value if kind == "ip" else identifier
+        if not _is_address(address):
+            raise invalid("identifier", "is not an IP address")
+        return f"ip:{ipaddress.ip_address(address)}", "anonymous"
+    users = request.app[USERS]
+    if kind == "user" or identifier.isdigit():
+        raw = value if kind == "user" else identifier
+        user = await users.by_id(int(raw)) if raw.isdigit() and len(raw) < 19 else None
+    else:
+        user = await users.by_email(identifier)
+    if user is None:
+        raise Problem(404, "Not Found", "No such user.")
+    return f"user:{user.id}", user.tier
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def add_account_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/admin/users", list_users)
+    app.router.add_patch("/api/v1/admin/users/{id}", update_user)
+    app.router.add_get("/api/v1/admin/rate-limits/{identifier}", rate_limit_state)

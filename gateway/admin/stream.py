@@ -1,0 +1,50 @@
+"""``GET /api/v1/admin/stream``: the dashboard snapshot as server-sent events, one every ``ADMIN_STREAM_INTERVAL``.
+
+Each event is ``event: snapshot`` with the JSON of ``/api/v1/admin/dashboard``; a comment line is sent first so
+proxies flush the headers at once. The loop ends when the client goes away (the write fails) or on shutdown
+(the handler is cancelled); ``max_events`` (query) bounds a stream for tests and scripts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import orjson
+from aiohttp import web
+
+from gateway.admin.routes import dashboard_snapshot
+from gateway.auth.middleware import require_admin
+from gateway.keys import RATE_HEADERS, SETTINGS
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    identity = require_admin(request).identity
+    interval = request.app[SETTINGS].stream_interval
+    raw_max = request.query.get("max_events", "")
+    max_events = int(raw_max) if raw_max.isdigit() else None
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",
+            **request.get(RATE_HEADERS, {}),
+        }
+    )
+    await response.prepare(request)
+    await response.write(b": snapshots follow\n\n")
+    sent = 0
+    with contextlib.suppress(ConnectionError):
+        while max_events is None or sent < max_events:
+            snapshot = await dashboard_snapshot(request.app, identity)
+            await response.write(b"event: snapshot\ndata: " + orjson.dumps(snapshot) + b"\n\n")
+            sent += 1
+            if max_events is not None and sent >= max_events:
+                break
+            await asyncio.sleep(interval)
+        await response.write_eof()
+    return response
+
+
+def add_stream_route(app: web.Application) -> None:
+    app.router.add_get("/api/v1/admin/stream", stream)

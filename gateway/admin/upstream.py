@@ -1,0 +1,128 @@
+"""What the admin API asks of the rest of the suite: the balancer's ``/lb/*``, every apiserver's
+``/internal/*``, and the apiservers' heartbeats in Redis.
+
+Every call carries the calling admin's identity, signed with ``INTERNAL_SECRET`` (those endpoints trust
+nothing else), and a short timeout: one dead replica makes its own entry an error, never the whole answer.
+Apiserver URLs come from ``APISERVER_URLS`` when set, else from the backends the balancer reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+import aiohttp
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from shared.identity import IDENTITY_HEADER, Identity, sign_identity
+
+INSTANCES_KEY = "stats:instances"
+INSTANCE_KEY_PREFIX = "stats:instance:"
+CALL_TIMEOUT = 2.0
+
+
+class UpstreamError(Exception):
+    def __init__(self, detail: str, status: int | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
+class AdminClient:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        redis: aioredis.Redis,
+        *,
+        balancer_url: str,
+        apiserver_urls: tuple[str, ...],
+        secret: str,
+    ) -> None:
+        self._session = session
+        self._redis = redis
+        self.balancer_url = balancer_url
+        self._apiserver_urls = apiserver_urls
+        self._secret = secret
+
+    async def call(self, identity: Identity, method: str, url: str) -> Any:
+        """JSON from ``url``; :class:`UpstreamError` for a non-2xx answer or no answer at all."""
+        headers = {IDENTITY_HEADER: sign_identity(identity, self._secret), "Accept": "application/json"}
+        try:
+            async with self._session.request(
+                method, url, headers=headers, timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)
+            ) as response:
+                body = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise UpstreamError(f"{type(exc).__name__} calling {url}") from None
+        try:
+            payload = orjson.loads(body) if body else None
+        except orjson.JSONDecodeError:
+            payload = None
+        if status >= 400:
+            detail = payload.get("detail") if isinstance(payload, dict) else None
+            raise UpstreamError(str(detail or f"{url} answered {status}"), status)
+        return payload
+
+    async def balancer(self, identity: Identity, method: str, path: str) -> Any:
+        return await self.call(identity, method, self.balancer_url + path)
+
+    async def lb_status(self, identity: Identity) -> dict[str, Any]:
+        status = await self.balancer(identity, "GET", "/lb/status")
+        return status if isinstance(status, dict) else {"status": status}
+
+    async def apiservers(self, identity: Identity) -> list[str]:
+        if self._apiserver_urls:
+            return list(self._apiserver_urls)
+        return backend_urls(await self.lb_status(identity))
+
+    async def fan_out(self, identity: Identity, method: str, path: str) -> dict[str, Any]:
+        """Ask every apiserver at once; each answer or error is reported under its URL."""
+        urls = await self.apiservers(identity)
+        results = await asyncio.gather(
+            *(self.call(identity, method, url + path) for url in urls), return_exceptions=True
+        )
+        out: dict[str, Any] = {}
+        for url, result in zip(urls, results, strict=True):
+            if isinstance(result, UpstreamError):
+                out[url] = {"error": result.detail, "status": result.status}
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                out[url] = result
+        return out
+
+    async def heartbeats(self) -> list[dict[str, Any]]:
+        """Every live apiserver's last heartbeat (SMEMBERS + MGET); ids whose snapshot expired are pruned."""
+        members = await self._redis.smembers(INSTANCES_KEY)
+        ids = sorted(member.decode() if isinstance(member, bytes) else member for member in members)
+        if not ids:
+            return []
+        values = await self._redis.mget([INSTANCE_KEY_PREFIX + instance for instance in ids])
+        gone = [instance for instance, value in zip(ids, values, strict=True) if value is None]
+        if gone:
+            with contextlib.suppress(RedisError):
+                await self._redis.srem(INSTANCES_KEY, *gone)
+        return [orjson.loads(value) for value in values if value is not None]
+
+
+def backend_urls(status: dict[str, Any]) -> list[str]:
+    """The apiserver base URLs in a balancer status document (``backends: [{url | base_url | address}]``)."""
+    urls: list[str] = []
+    backends = status.get("backends")
+    if not isinstance(backends, list):
+        return urls
+    for backend in backends:
+        if isinstance(backend, str):
+            candidates: list[object] = [backend]
+        elif isinstance(backend, dict):
+            candidates = [backend.get(name) for name in ("url", "base_url", "address", "origin")]
+        else:
+            continue
+        url = next((value for value in candidates if isinstance(value, str) and value.startswith("http")), None)
+        if url is not None:
+            urls.append(url.rstrip("/"))
+    return urls

@@ -1,0 +1,219 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 description of every public route of the gateway.
+
+Written as data next to the code rather than generated from handlers: the routes are few, and a test
+compares this document with the app's router, so a route added without documentation fails the build.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+Schema = dict[str, Any]
+
+_PROBLEM: Schema = {
+    "type": "object",
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "request_id": {"type": "string"},
+    },
+    "required": ["type", "title", "status", "detail", "instance", "request_id"],
+}
+_USER: Schema = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "email": {"type": "string"},
+        "role": {"type": "string", "enum": ["user", "admin"]},
+        "tier": {"type": "string", "enum": ["free", "pro", "enterprise"]},
+        "disabled": {"type": "boolean"},
+        "created_at": {"type": "string", "format": "date-time"},
+    },
+}
+_SESSION: Schema = {
+    "type": "object",
+    "properties": {
+        "token": {"type": "string"},
+        "token_type": {"type": "string"},
+        "expires_in": {"type": "integer"},
+        "refresh_token": {"type": "string"},
+        "user": {"$ref": "#/components/schemas/User"},
+    },
+    "required": ["token", "refresh_token", "expires_in", "user"],
+}
+_RESOURCE_BODY: Schema = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 200},
+        "type": {"type": "string"},
+        "data": {"type": "object"},
+    },
+    "additionalProperties": False,
+}
+_ANY: Schema = {"type": "object"}
+
+
+def _json(schema: Schema, description: str = "OK") -> Schema:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _op(
+    summary: str,
+    tag: str,
+    *,
+    ok: str = "200",
+    response: Schema | None = None,
+    body: Schema | None = None,
+    auth: str = "user",
+    params: tuple[str, ...] = (),
+) -> Schema:
+    responses: Schema = {ok: _json(response or _ANY) if ok != "204" else {"description": "No content"}}
+    errors = {"400": "Bad request", "429": "Rate limited", "503": "Overloaded or unavailable"}
+    if auth != "none":
+        errors["401"] = "Not authenticated"
+    if auth == "admin":
+        errors["403"] = "Not an admin"
+    for status, text in errors.items():
+        responses[status] = {
+            "description": text,
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    operation: Schema = {"summary": summary, "tags": [tag], "responses": responses}
+    if auth == "none":
+        operation["security"] = []
+    if body is not None:
+        operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
+    if params:
+        operation["parameters"] = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in params
+        ]
+    return operation
+
+
+def _credentials(*fields: str) -> Schema:
+    return {"type": "object", "properties": {name: {"type": "string"} for name in fields}, "required": list(fields)}
+
+
+PATHS: Schema = {
+    "/health": {"get": _op("Liveness", "system", auth="none")},
+    "/ready": {"get": _op("Readiness: PostgreSQL and Redis checked", "system", auth="none")},
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics",
+            "tags": ["system"],
+            "security": [],
+            "responses": {"200": {"description": "Prometheus text format", "content": {"text/plain": {}}}},
+        }
+    },
+    "/openapi.json": {"get": _op("This document", "system", auth="none")},
+    "/api/v1/auth/login": {
+        "post": _op("Sign in", "auth", response=_SESSION, body=_credentials("email", "password"), auth="none")
+    },
+    "/api/v1/auth/refresh": {
+        "post": _op(
+            "Rotate a refresh token", "auth", response=_SESSION, body=_credentials("refresh_token"), auth="none"
+        )
+    },
+    "/api/v1/auth/logout": {"post": _op("Revoke this session", "auth", ok="204")},
+    "/api/v1/me": {"get": _op("The caller's account", "auth", response={"$ref": "#/components/schemas/User"})},
+    "/api/v1/keys": {
+        "get": _op("List my API keys", "keys"),
+        "post": _op("Create an API key (shown once)", "keys", ok="201", body=_credentials("name")),
+    },
+    "/api/v1/keys/{id}": {"delete": _op("Revoke an API key", "keys", ok="204", params=("id",))},
+    "/api/v1/resources": {
+        "get": _op("List resources (keyset pagination)", "resources", auth="none"),
+        "post": _op("Create a resource", "resources", ok="201", body=_RESOURCE_BODY),
+    },
+    "/api/v1/resources/{id}": {
+        "get": _op("Read a resource", "resources", auth="none", params=("id",)),
+        "put": _op("Replace a resource", "resources", body=_RESOURCE_BODY, params=("id",)),
+        "patch": _op("Update a resource", "resources", body=_RESOURCE_BODY, params=("id",)),
+        "delete": _op("Delete a resource", "resources", ok="204", params=("id",)),
+    },
+    "/api/v1/status": {"get": _op("The instance that served this request", "system", auth="none")},
+    "/api/v1/external": {"get": _op("A flaky dependency behind a circuit breaker", "system", auth="none")},
+    "/api/v1/admin/dashboard": {"get": _op("Gateway, balancer and apiserver figures", "admin", auth="admin")},
+    "/api/v1/admin/stream": {
+        "get": {
+            **_op("Dashboard snapshots as server-sent events", "admin", auth="admin"),
+            "responses": {"200": {"description": "text/event-stream", "content": {"text/event-stream": {}}}},
+        }
+    },
+    "/api/v1/admin/circuit-breakers": {"get": _op("Every circuit breaker", "admin", auth="admin")},
+    "/api/v1/admin/circuit-breakers/{name}/reset": {
+        "post": _op("Reset a circuit breaker", "admin", auth="admin", params=("name",))
+    },
+    "/api/v1/admin/cache": {"get": _op("Cache statistics of every apiserver", "admin", auth="admin")},
+    "/api/v1/admin/cache/clear": {"post": _op("Clear the cache namespace and every L1", "admin", auth="admin")},
+    "/api/v1/admin/rate-limits/{identifier}": {
+        "get": _op("Rate-limit state of a user or address", "admin", auth="admin", params=("identifier",))
+    },
+    "/api/v1/admin/users": {"get": _op("List accounts", "admin", auth="admin")},
+    "/api/v1/admin/users/{id}": {
+        "patch": _op(
+            "Change an account's role, tier or disabled flag",
+            "admin",
+            auth="admin",
+            params=("id",),
+            body={
+                "type": "object",
+                "properties": {
+                    "role": {"type": "string", "enum": ["user", "admin"]},
+                    "tier": {"type": "string", "enum": ["free", "pro", "enterprise"]},
+                    "disabled": {"type": "boolean"},
+                },
+                "additionalProperties": False,
+            },
+        )
+    },
+    "/api/v1/admin/backends/{backend}/{action}": {
+        "post": {
+            **_op("Drain or re-enable a balancer backend", "admin", auth="admin", params=("backend",)),
+            "parameters": [
+                {"name": "backend", "in": "path", "required": True, "schema": {"type": "string"}},
+                {
+                    "name": "action",
+                    "in": "path",
+                    "required": True,
+                    "schema": {"type": "string", "enum": ["drain", "enable"]},
+                },
+            ],
+        }
+    },
+}
+
+DOCUMENT: Schema = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "scalable-api",
+        "version": "1.0.0",
+        "description": "Public API of the gateway. Every response carries X-Request-ID; limited routes carry "
+        "X-RateLimit-Limit/Remaining/Reset, RateLimit-Policy and RateLimit. Errors are RFC 9457 problems.",
+    },
+    "servers": [{"url": "/"}],
+    "security": [{"bearer": []}, {"apiKey": []}, {}],
+    "components": {
+        "securitySchemes": {
+            "bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT"},
+            "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+        },
+        "schemas": {"Problem": _PROBLEM, "User": _USER},
+    },
+    "paths": PATHS,
+}
+_BODY = orjson.dumps(DOCUMENT)
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return web.Response(body=_BODY, content_type="application/json")
+
+
+def add_openapi_route(app: web.Application) -> None:
+    app.router.add_get("/openapi.json", openapi)
