@@ -162,7 +162,14 @@ def create_app(
     async def check_redis() -> None:
         await app[REDIS].ping()
 
-    add_health_routes(app, metrics, {"postgres": check_postgres, "redis": check_redis})
+    # Either dependency alone is enough to serve: without Redis, L1 is bypassed and reads go to PostgreSQL;
+    # without PostgreSQL, cached reads are served and writes answer 503. Only both down means not ready.
+    add_health_routes(
+        app,
+        metrics,
+        {"postgres": check_postgres, "redis": check_redis},
+        serves_without=lambda failing: len(failing) < 2,
+    )
     add_resource_routes(app)
     add_system_routes(app)
     return app

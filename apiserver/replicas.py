@@ -71,7 +71,7 @@ class ReadRouter:
                 lsn = await replica.pool.fetchval("SELECT pg_last_wal_replay_lsn()::text", timeout=self.interval * 5)
         except BreakerOpen:
             return
-        except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        except Exception as exc:
             _log.debug("replica_poll_failed", replica=replica.name, error=type(exc).__name__)
             replica.replayed_lsn = -1
             return

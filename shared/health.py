@@ -2,6 +2,11 @@
 
 Liveness answers as long as the event loop does. Readiness runs every named check concurrently with a short
 timeout and answers 503 naming the failing ones, which is what load balancers and Kubernetes act on.
+
+A process that can still serve with some dependencies down says so with ``serves_without``: readiness is then
+200 with ``"status": "degraded"`` and the failing checks named, and 503 only when it truly cannot serve. This
+matters because every replica shares the same PostgreSQL and Redis: failing readiness on a shared dependency
+would make the balancer eject every backend at once, turning a degraded service into a total outage.
 """
 
 from __future__ import annotations
@@ -30,7 +35,15 @@ async def _run_check(check: Check) -> str | None:
     return None
 
 
-def add_health_routes(app: web.Application, metrics: Metrics, checks: Mapping[str, Check]) -> None:
+def add_health_routes(
+    app: web.Application,
+    metrics: Metrics,
+    checks: Mapping[str, Check],
+    *,
+    serves_without: Callable[[frozenset[str]], bool] | None = None,
+) -> None:
+    """``serves_without(failing)`` says whether the process can still serve with those checks failing."""
+
     async def health(request: web.Request) -> web.Response:
         body = {"status": "ok", "service": request.app[SERVICE], "instance": request.app[INSTANCE_ID]}
         return web.Response(body=orjson.dumps(body), content_type="application/json")
@@ -39,7 +52,8 @@ def add_health_routes(app: web.Application, metrics: Metrics, checks: Mapping[st
         names = list(checks)
         results = await asyncio.gather(*(_run_check(checks[name]) for name in names))
         failing = {name: error for name, error in zip(names, results, strict=True) if error is not None}
-        if failing:
+        degraded_but_serving = bool(failing) and serves_without is not None and serves_without(frozenset(failing))
+        if failing and not degraded_but_serving:
             detail = "Not ready: " + ", ".join(f"{name} ({error})" for name, error in failing.items())
             return problem_response(
                 request,
@@ -49,7 +63,11 @@ def add_health_routes(app: web.Application, metrics: Metrics, checks: Mapping[st
                 headers={"Retry-After": "1"},
                 extra={"failing": failing},
             )
-        body = {"status": "ready", "checks": dict.fromkeys(names, "ok"), "instance": request.app[INSTANCE_ID]}
+        body = {
+            "status": "degraded" if failing else "ready",
+            "checks": {name: failing.get(name, "ok") for name in names},
+            "instance": request.app[INSTANCE_ID],
+        }
         return web.Response(body=orjson.dumps(body), content_type="application/json")
 
     app.router.add_get("/health", health)

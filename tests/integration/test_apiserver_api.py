@@ -11,6 +11,7 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from apiserver.keys import CACHE
+from database.embedded import EmbeddedPostgres, EmbeddedRedis
 from database.seed import seed
 from tests.integration.apiserver_support import (
     ADMIN,
@@ -259,3 +260,20 @@ async def test_cache_clear_touches_only_the_cache_namespace(api: Client, redis_u
         assert len(api.app[CACHE].l1) == 0
     finally:
         await client.aclose()
+
+
+async def test_ready_is_503_only_when_both_dependencies_are_gone(
+    aiohttp_client: ClientFactory, own_postgres: EmbeddedPostgres, own_redis: EmbeddedRedis
+) -> None:
+    client = await aiohttp_client(create_app(settings_for(own_postgres.url, own_redis.url)))
+    await wait_subscribed(client.app)
+    assert (await (await client.get("/ready")).json())["status"] == "ready"
+    await asyncio.to_thread(own_redis.kill)
+    degraded = await client.get("/ready")
+    assert degraded.status == 200
+    assert (await degraded.json())["status"] == "degraded"
+    await asyncio.to_thread(own_postgres.kill)
+    gone = await assert_problem(await client.get("/ready"), 503, "postgres")
+    failing = gone["failing"]
+    assert isinstance(failing, dict)
+    assert set(failing) == {"postgres", "redis"}
