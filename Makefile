@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck pytest clean
+.PHONY: help venv run test lint typecheck pytest bench bench-quick clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -20,6 +20,12 @@ venv: $(STAMP)  ## create .venv and install the project with its dev tools
 
 run: $(STAMP)  ## start PostgreSQL, Redis and the whole stack (embedded unless DATABASE_URL/REDIS_URL are set)
 	$(BIN)/scalable-api up $(ARGS)
+
+bench: $(STAMP)  ## the load benchmark (wrk; about 4 minutes); `make bench ARGS=--quick` for about a minute
+	$(BIN)/scalable-api bench $(ARGS)
+
+bench-quick: $(STAMP)  ## the same as `make bench ARGS=--quick`
+	$(BIN)/scalable-api bench --quick $(ARGS)
 
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .

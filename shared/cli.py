@@ -63,6 +63,27 @@ def _up(args: argparse.Namespace) -> None:
     raise SystemExit(run_stack(options))
 
 
+def _bench(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from shared.bench.runner import BenchOptions, run_bench
+    from shared.bench.wrk import WrkMissing
+
+    options = BenchOptions(
+        quick=args.quick,
+        duration=args.duration,
+        connections=args.connections,
+        resources=args.resources,
+        apiservers=args.apiservers,
+        scenarios=tuple(args.scenarios.split(",")) if args.scenarios else None,
+        output=Path(args.output),
+    )
+    try:
+        raise SystemExit(run_bench(options))
+    except WrkMissing as exc:
+        raise SystemExit(f"scalable-api bench: {exc}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="scalable-api", description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -88,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--pg-port", type=int, default=54329, help="embedded PostgreSQL port (default 54329)")
     up.add_argument("--redis-port", type=int, default=63790, help="embedded Redis port (default 63790)")
     up.set_defaults(func=_up)
+
+    bench = commands.add_parser("bench", help="start a private stack and measure it with wrk")
+    bench.add_argument("--quick", action="store_true", help="about a minute: short runs, 20,000 resources")
+    bench.add_argument("--duration", type=float, default=20.0, help="seconds per scenario (default 20)")
+    bench.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
+    bench.add_argument("--resources", type=int, default=100_000, help="resources seeded (default 100000)")
+    bench.add_argument("--apiservers", type=int, default=1, help="apiserver replicas (default 1)")
+    bench.add_argument("--scenarios", default="", help="comma-separated subset, e.g. direct,balancer")
+    bench.add_argument("--output", default="bench/results.json", help="where to write the JSON results")
+    bench.set_defaults(func=_bench)
     return parser
 
 

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from contextlib import ExitStack
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
@@ -47,10 +47,16 @@ class Child:
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
-    log: list[str] = field(default_factory=list)
+    log_path: Path | None = None  # None: the child writes to our stdout
 
     def start(self) -> None:
-        self.process = subprocess.Popen([sys.executable, "-m", *self.args], env=self.env)
+        if self.log_path is None:
+            self.process = subprocess.Popen([sys.executable, "-m", *self.args], env=self.env)
+            return
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -67,7 +73,7 @@ def _say(message: str) -> None:
     print(f"[scalable-api up] {message}", flush=True)
 
 
-def _wait_healthy(children: list[Child], timeout: float = READY_TIMEOUT) -> None:
+def wait_healthy(children: list[Child], timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     for child in children:
         url = f"http://127.0.0.1:{child.port}/health"
@@ -83,7 +89,7 @@ def _wait_healthy(children: list[Child], timeout: float = READY_TIMEOUT) -> None
             time.sleep(0.1)
 
 
-def _start_data_services(options: StackOptions, stack: ExitStack) -> tuple[str, str]:
+def start_data_services(options: StackOptions, stack: ExitStack) -> tuple[str, str]:
     from database.embedded import EmbeddedPostgres, EmbeddedRedis
 
     data_dir = Path(options.data_dir).resolve()
@@ -104,7 +110,7 @@ def _start_data_services(options: StackOptions, stack: ExitStack) -> tuple[str, 
     return database_url, redis_url
 
 
-def _prepare_database(database_url: str, resources: int) -> None:
+def prepare_database(database_url: str, resources: int) -> None:
     from database.migrate import run_migrations
     from database.seed import DEV_ACCOUNTS, seed
 
@@ -116,11 +122,11 @@ def _prepare_database(database_url: str, resources: int) -> None:
         _say(f"  development login: {account.email} / {account.password} ({account.role}, {account.tier})")
 
 
-def _has_process(package: str) -> bool:
+def has_process(package: str) -> bool:
     return importlib.util.find_spec(f"{package}.__main__") is not None
 
 
-def _plan_children(options: StackOptions, database_url: str, redis_url: str) -> list[Child]:
+def plan_children(options: StackOptions, database_url: str, redis_url: str) -> list[Child]:
     base = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
     ports = [options.apiserver_port + index for index in range(options.apiservers)]
     children = [
@@ -133,12 +139,12 @@ def _plan_children(options: StackOptions, database_url: str, redis_url: str) -> 
         for port in ports
     ]
     backends = ",".join(f"http://127.0.0.1:{port}" for port in ports)
-    if _has_process("balancer"):
+    if has_process("balancer"):
         env = {**base, "INSTANCE_ID": "balancer-1", "BALANCER_BACKENDS": backends}
         children.append(
             Child("balancer", ["balancer", "--port", str(options.balancer_port)], env, options.balancer_port)
         )
-    if _has_process("gateway"):
+    if has_process("gateway"):
         env = {
             **base,
             "INSTANCE_ID": "gateway-1",
@@ -179,12 +185,12 @@ def run_stack(options: StackOptions) -> int:
     children: list[Child] = []
     with ExitStack() as stack:
         try:
-            database_url, redis_url = _start_data_services(options, stack)
-            _prepare_database(database_url, options.resources)
-            children = _plan_children(options, database_url, redis_url)
+            database_url, redis_url = start_data_services(options, stack)
+            prepare_database(database_url, options.resources)
+            children = plan_children(options, database_url, redis_url)
             for child in children:
                 child.start()
-            _wait_healthy(children)
+            wait_healthy(children)
             for child in children:
                 _say(f"{child.name:<16} http://127.0.0.1:{child.port}")
             _say("ready. Ctrl-C stops everything.")

@@ -1,0 +1,73 @@
+"""What the benchmark measures around each run: CPU seconds and RSS per process (from /proc), Redis commands
+(INFO total_commands_processed) and PostgreSQL queries (the apiservers' own ``db_queries_total``, exact and
+immediate, unlike pg_stat_database which backends flush at most once a second)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import redis.asyncio as aioredis
+
+_TICKS = os.sysconf("SC_CLK_TCK")
+_PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name may contain spaces; everything after the last ')' is space separated.
+    return raw[raw.rindex(")") + 2 :].split()
+
+
+def group_members(pgid: int) -> list[int]:
+    """Every process in a process group (PostgreSQL's postmaster and its backends share one)."""
+    members = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and int(fields[2]) == pgid:
+                members.append(int(entry))
+    return members
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessSample:
+    cpu_seconds: float
+    rss_bytes: int
+
+
+def sample(pids: list[int]) -> ProcessSample:
+    cpu, rss = 0.0, 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        cpu += (int(fields[11]) + int(fields[12])) / _TICKS  # utime + stime
+        rss += int(fields[21]) * _PAGE
+    return ProcessSample(cpu, rss)
+
+
+async def redis_commands(url: str) -> int:
+    client = aioredis.Redis.from_url(url)
+    try:
+        info = await client.info("stats")
+        return int(info["total_commands_processed"])
+    finally:
+        await client.aclose()
+
+
+async def metric_total(urls: list[str], name: str) -> float:
+    """The sum of a counter over every series and every process (``/metrics`` text format)."""
+    total = 0.0
+    async with aiohttp.ClientSession() as session:
+        for url in urls:
+            async with session.get(url + "/metrics") as response:
+                for line in (await response.text()).splitlines():
+                    if line.startswith(name) and not line.startswith(name + "_created"):
+                        total += float(line.rsplit(" ", 1)[1])
+    return total

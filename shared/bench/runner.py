@@ -1,0 +1,272 @@
+"""``scalable-api bench``: start a private stack, seed it, warm it up, drive each scenario with wrk, and report.
+
+For every scenario it records req/s, latency percentiles and errors (from wrk), CPU seconds per request and
+RSS for every process (from /proc), Redis commands per request (INFO) and PostgreSQL queries per request (the
+apiservers' ``db_queries_total``). RSS is sampled every second; the drift over the second half of a run shows
+whether memory is stable. Results go to a table on stdout and to ``bench/results.json``.
+
+The stack uses fresh embedded PostgreSQL and Redis in a temporary directory, so runs are comparable and
+nothing of a developer's ``.data/`` is touched. Rate limits are raised for the throughput scenarios (they
+measure the hot path, not the limiter's verdict); the ``rate_limited`` scenario uses a free-tier caller.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import tempfile
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from shared.bench.probes import ProcessSample, group_members, metric_total, redis_commands, sample
+from shared.bench.scenarios import Scenario, select
+from shared.bench.session import Credentials, clear_cache, obtain_credentials
+from shared.bench.wrk import WrkResult, ensure_wrk, run_wrk
+from shared.supervisor import Child, StackOptions, has_process, plan_children, prepare_database, wait_healthy
+
+UNLIMITED = str(10**9)
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    quick: bool = False
+    duration: float = 20.0
+    warmup: float = 10.0
+    connections: int = 64
+    threads: int = 2
+    resources: int = 100_000
+    apiservers: int = 1
+    scenarios: tuple[str, ...] | None = None
+    output: Path = Path("bench/results.json")
+
+
+@dataclass
+class Stack:
+    children: list[Child]
+    database_url: str
+    redis_url: str
+    data_pids: dict[str, int]  # "postgres" -> process group, "redis" -> pid
+
+    def url(self, target: str) -> str:
+        child = next(child for child in self.children if child.name.startswith(target))
+        return f"http://127.0.0.1:{child.port}"
+
+    def apiserver_urls(self) -> list[str]:
+        return [f"http://127.0.0.1:{c.port}" for c in self.children if c.name.startswith("apiserver")]
+
+    def process_pids(self) -> dict[str, list[int]]:
+        pids = {child.name: [child.process.pid] for child in self.children if child.process is not None}
+        if "postgres" in self.data_pids:
+            pids["postgres"] = group_members(self.data_pids["postgres"])
+        if "redis" in self.data_pids:
+            pids["redis"] = [self.data_pids["redis"]]
+        return pids
+
+
+class RssSampler(threading.Thread):
+    """Samples RSS of every process once a second while a scenario runs."""
+
+    def __init__(self, pids: dict[str, list[int]]) -> None:
+        super().__init__(daemon=True)
+        self.pids = pids
+        self.samples: dict[str, list[int]] = {name: [] for name in pids}
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.wait(1.0):
+            for name, pids in self.pids.items():
+                self.samples[name].append(sample(pids).rss_bytes)
+
+    def stop(self) -> dict[str, float]:
+        """Drift in % over the second half: (max - min) / mean of the later samples."""
+        self._halt.set()
+        self.join()
+        drift = {}
+        for name, values in self.samples.items():
+            later = values[len(values) // 2 :]
+            if len(later) >= 2:
+                drift[name] = round(100 * (max(later) - min(later)) / (sum(later) / len(later)), 2)
+        return drift
+
+
+def _start_stack(options: BenchOptions, stack: ExitStack, root: Path) -> Stack:
+    from database.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+
+    postgres = stack.enter_context(EmbeddedPostgres(root / "postgres", free_port()))
+    redis = stack.enter_context(EmbeddedRedis(root / "redis", free_port()))
+    prepare_database(postgres.url, options.resources)
+    stack_options = StackOptions(
+        apiservers=options.apiservers, apiserver_port=free_port(), balancer_port=free_port(), gateway_port=free_port()
+    )
+    children = plan_children(stack_options, postgres.url, redis.url)
+    for index, child in enumerate(children):
+        if child.name.startswith("apiserver"):
+            child.port = free_port() if index else stack_options.apiserver_port
+            child.args[-1] = str(child.port)
+        child.env.update(
+            LOG_LEVEL="warning",
+            RATE_LIMIT_ANONYMOUS=UNLIMITED,
+            RATE_LIMIT_ENTERPRISE=UNLIMITED,
+            RATE_LIMIT_PRO=UNLIMITED,
+        )
+        child.log_path = root / f"{child.name}.log"
+    _fix_backends(children)
+    for child in children:
+        child.start()
+    stack.callback(_stop_all, children)
+    wait_healthy(children)
+    pids = {"postgres": postgres.pid or 0, "redis": redis.pid or 0}
+    return Stack(children, postgres.url, redis.url, {name: pid for name, pid in pids.items() if pid})
+
+
+def _stop_all(children: list[Child]) -> None:
+    for child in reversed(children):
+        child.stop()
+
+
+def _fix_backends(children: list[Child]) -> None:
+    """Point the balancer at the apiservers' (free) ports."""
+    backends = ",".join(f"http://127.0.0.1:{c.port}" for c in children if c.name.startswith("apiserver"))
+    for child in children:
+        if child.name == "balancer":
+            child.env["BALANCER_BACKENDS"] = backends
+        if child.name == "gateway":
+            balancer = next((c for c in children if c.name == "balancer"), None)
+            if balancer is not None:
+                child.env["BALANCER_URL"] = f"http://127.0.0.1:{balancer.port}"
+
+
+def _wrk_args(scenario: Scenario, resources: int, credentials: Credentials) -> list[str]:
+    header = credentials.header_for(scenario.auth)
+    args = [str(resources), str(scenario.exponent), str(scenario.write_percent)]
+    return args + list(header) if header else args
+
+
+async def _counters(stack: Stack) -> tuple[int, float, float, float]:
+    urls = stack.apiserver_urls()
+    return (
+        await redis_commands(stack.redis_url),
+        await metric_total(urls, "db_queries_total"),
+        await metric_total(urls, 'cache_requests_total{level="l1",result="hit"}'),
+        await metric_total(urls, 'cache_requests_total{level="l1",result="miss"}'),
+    )
+
+
+def _measure(stack: Stack, scenario: Scenario, options: BenchOptions, credentials: Credentials) -> dict[str, Any]:
+    if scenario.prepare == "clear_cache":
+        asyncio.run(clear_cache(stack.apiserver_urls()[0]))
+    pids = stack.process_pids()
+    before_cpu = {name: sample(p) for name, p in pids.items()}
+    before = asyncio.run(_counters(stack))
+    sampler = RssSampler(pids)
+    sampler.start()
+    result = run_wrk(
+        stack.url(scenario.target),
+        script="zipf.lua",
+        args=_wrk_args(scenario, options.resources, credentials),
+        connections=options.connections,
+        threads=options.threads,
+        seconds=options.duration,
+    )
+    drift = sampler.stop()
+    after = asyncio.run(_counters(stack))
+    after_cpu = {name: sample(p) for name, p in pids.items()}
+    return _summarise(scenario, result, before_cpu, after_cpu, before, after, drift)
+
+
+def _summarise(
+    scenario: Scenario,
+    result: WrkResult,
+    before_cpu: dict[str, ProcessSample],
+    after_cpu: dict[str, ProcessSample],
+    before: tuple[int, float, float, float],
+    after: tuple[int, float, float, float],
+    drift: dict[str, float],
+) -> dict[str, Any]:
+    requests = max(result.requests, 1)
+    hits, misses = after[2] - before[2], after[3] - before[3]
+    errors = dict(result.errors)
+    if scenario.expect_status_errors:
+        errors.pop("status")
+    return {
+        "scenario": scenario.name,
+        "description": scenario.description,
+        "requests": result.requests,
+        "rps": round(result.rps, 1),
+        "latency_ms": {key: round(value, 3) for key, value in result.latency_ms.items()},
+        "errors": errors,
+        "failed": sum(errors.values()),
+        "non_2xx": result.errors["status"],
+        "cpu_ms_per_request": {
+            name: round(1000 * (after_cpu[name].cpu_seconds - before_cpu[name].cpu_seconds) / requests, 4)
+            for name in after_cpu
+        },
+        "rss_mb": {name: round(value.rss_bytes / 2**20, 1) for name, value in after_cpu.items()},
+        "rss_drift_pct_second_half": drift,
+        "redis_commands_per_request": round((after[0] - before[0]) / requests, 3),
+        "pg_queries_per_request": round((after[1] - before[1]) / requests, 4),
+        "l1_hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
+    }
+
+
+def print_table(rows: list[dict[str, Any]]) -> None:
+    header = f"{'scenario':<16}{'req/s':>9}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}{'failed':>8}"
+    header += f"{'redis/req':>10}{'pg/req':>8}{'L1 hit':>8}  cpu ms/req by process"
+    print(header)
+    for row in rows:
+        latency = row["latency_ms"]
+        ratio = "-" if row["l1_hit_ratio"] is None else f"{row['l1_hit_ratio']:.3f}"
+        cpu = ", ".join(f"{name} {value:.3f}" for name, value in row["cpu_ms_per_request"].items() if value > 0.0005)
+        print(
+            f"{row['scenario']:<16}{row['rps']:>9.0f}{latency['p50']:>9.2f}{latency['p90']:>9.2f}"
+            f"{latency['p99']:>9.2f}{latency['max']:>9.1f}{row['failed']:>8}{row['redis_commands_per_request']:>10.3f}"
+            f"{row['pg_queries_per_request']:>8.4f}{ratio:>8}  {cpu}"
+        )
+
+
+def run_bench(options: BenchOptions) -> int:
+    ensure_wrk()
+    if options.quick:
+        options = BenchOptions(**{**options.__dict__, "duration": 5.0, "warmup": 3.0, "resources": 20_000})
+    available = {"apiserver"} | {name for name in ("balancer", "gateway") if has_process(name)}
+    scenarios = select(options.scenarios, available)
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="scalable-api-bench-") as root, ExitStack() as stack:
+        Path(root).chmod(0o755)
+        print(f"[bench] starting the stack ({options.resources} resources)", flush=True)
+        running = _start_stack(options, stack, Path(root))
+        credentials = asyncio.run(obtain_credentials(running.url("gateway") if "gateway" in available else None))
+        warm = next(s for s in scenarios if s.target == "apiserver") if scenarios else None
+        if warm is not None:
+            print(f"[bench] warming up for {options.warmup:.0f}s", flush=True)
+            run_wrk(running.url("apiserver"), script="zipf.lua", args=_wrk_args(warm, options.resources, credentials),
+                    connections=options.connections, threads=options.threads, seconds=options.warmup)  # fmt: skip
+        for scenario in scenarios:
+            print(f"[bench] {scenario.name}: {scenario.description}", flush=True)
+            rows.append(_measure(running, scenario, options, credentials))
+            time.sleep(1.0)  # let the tiers settle between scenarios
+    print_table(rows)
+    _write_results(options, rows)
+    return 0
+
+
+def _write_results(options: BenchOptions, rows: list[dict[str, Any]]) -> None:
+    options.output.parent.mkdir(parents=True, exist_ok=True)
+    document = {
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+        },
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in options.__dict__.items()},
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "scenarios": rows,
+    }
+    options.output.write_text(json.dumps(document, indent=2) + "\n")
+    print(f"[bench] results written to {options.output}", flush=True)

@@ -1,0 +1,63 @@
+"""Credentials for the benchmark's callers, obtained the way a client would: log in, create an API key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+
+from shared.identity import IDENTITY_HEADER, Identity, sign_identity
+from shared.settings import DEV_INTERNAL_SECRET
+
+ADMIN = ("admin@example.com", "admin123")
+FREE_USER = ("user@example.com", "user123")
+
+
+@dataclass(frozen=True)
+class Credentials:
+    admin_jwt: str | None
+    free_jwt: str | None
+    api_key: str | None
+
+    def header_for(self, auth: str) -> tuple[str, str] | None:
+        if auth == "jwt" and self.admin_jwt:
+            return "Authorization", f"Bearer {self.admin_jwt}"
+        if auth == "jwt_free" and self.free_jwt:
+            return "Authorization", f"Bearer {self.free_jwt}"
+        if auth == "api_key" and self.api_key:
+            return "X-API-Key", self.api_key
+        if auth == "internal_admin":
+            return IDENTITY_HEADER, admin_identity()
+        return None
+
+
+def admin_identity() -> str:
+    """A signed admin identity for calling an apiserver directly (valid for five minutes)."""
+    return sign_identity(Identity(user_id=1, role="admin", tier="enterprise", method="jwt"), DEV_INTERNAL_SECRET)
+
+
+async def _login(session: aiohttp.ClientSession, gateway: str, email: str, password: str) -> str:
+    async with session.post(f"{gateway}/api/v1/auth/login", json={"email": email, "password": password}) as response:
+        response.raise_for_status()
+        return str((await response.json())["token"])
+
+
+async def obtain_credentials(gateway: str | None) -> Credentials:
+    if gateway is None:
+        return Credentials(None, None, None)
+    async with aiohttp.ClientSession() as session:
+        admin = await _login(session, gateway, *ADMIN)
+        free = await _login(session, gateway, *FREE_USER)
+        headers = {"Authorization": f"Bearer {admin}"}
+        async with session.post(f"{gateway}/api/v1/keys", json={"name": "bench"}, headers=headers) as response:
+            response.raise_for_status()
+            key = str((await response.json())["key"])
+    return Credentials(admin, free, key)
+
+
+async def clear_cache(apiserver: str) -> None:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{apiserver}/internal/cache/clear", headers={IDENTITY_HEADER: admin_identity()}) as response,
+    ):
+        response.raise_for_status()
