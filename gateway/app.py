@@ -32,8 +32,10 @@ from gateway.auth.middleware import authentication_middleware
 from gateway.auth.refresh import RefreshTokens
 from gateway.auth.routes import add_auth_routes
 from gateway.auth.throttle import LoginThrottle
+from gateway.auth.token_cache import VerifiedTokenCache
 from gateway.auth.tokens import AccessTokens
 from gateway.auth.users import UserRepository
+from gateway.dashboard import add_dashboard_routes
 from gateway.edge import edge_middleware
 from gateway.keys import ADMIN, API_KEYS, LIMITER, REFRESH, SETTINGS, STATS, THROTTLE, TOKENS, UPSTREAM, USERS
 from gateway.openapi import add_openapi_route
@@ -124,7 +126,7 @@ def middlewares(
             max_body=settings.max_body_bytes, max_in_flight=settings.max_in_flight, stats=stats, exempt=PROBES
         ),
         authentication_middleware(
-            tokens=tokens,
+            tokens=VerifiedTokenCache(tokens),
             api_keys=lambda: app[API_KEYS],
             trusted_proxies=settings.common.trusted_proxies,
             exempt=PROBES,
@@ -189,4 +191,5 @@ def _add_routes(app: web.Application, metrics: Metrics) -> None:
     add_admin_routes(app)
     add_account_routes(app)
     add_stream_route(app)
+    add_dashboard_routes(app)
     add_proxy_routes(app)

@@ -16,6 +16,7 @@ Malformed entries stop the walk: anything left of garbage cannot be trusted, so 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -23,7 +24,10 @@ IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
+@functools.lru_cache(maxsize=8192)
 def _parse(value: str) -> IPAddress | None:
+    # Cached: the same few peers (proxies, keep-alive clients) send request after request, and parsing an
+    # address with ipaddress costs more than the rest of client_address together.
     text = value.strip()
     if text.startswith("[") and "]" in text:  # "[2001:db8::1]:443"
         text = text[1 : text.index("]")]
@@ -49,7 +53,7 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
     if peer_address is None:
         return peer_text or "unknown"
     if not forwarded_for or not trusted or not _trusted(peer_address, trusted):
-        return str(peer_address)
+        return _text(peer_address)
     candidate = peer_address
     for entry in reversed(forwarded_for.split(",")):
         address = _parse(entry)
@@ -58,7 +62,12 @@ def client_address(peer: str | None, forwarded_for: str | None, trusted: Sequenc
         candidate = address
         if not _trusted(address, trusted):
             break
-    return str(candidate)
+    return _text(candidate)
+
+
+@functools.lru_cache(maxsize=8192)
+def _text(address: IPAddress) -> str:
+    return str(address)
 
 
 def append_forwarded_for(existing: str | None, peer: str) -> str:

@@ -15,7 +15,8 @@ from aiohttp.typedefs import Handler, Middleware
 
 from gateway.auth.apikeys import ApiKeys
 from gateway.auth.principal import Principal, anonymous
-from gateway.auth.tokens import AccessTokens, InvalidToken
+from gateway.auth.token_cache import TokenVerifier
+from gateway.auth.tokens import InvalidToken
 from gateway.keys import PRINCIPAL
 from shared.errors import Problem
 from shared.identity import Identity
@@ -40,7 +41,7 @@ def bearer_token(header: str | None) -> str | None:
 
 def authentication_middleware(
     *,
-    tokens: AccessTokens,
+    tokens: TokenVerifier,
     api_keys: Callable[[], ApiKeys],
     trusted_proxies: Sequence[IPNetwork],
     exempt: Collection[str] = (),
@@ -57,7 +58,7 @@ def authentication_middleware(
 
 
 async def principal_of(
-    request: web.Request, address: str, tokens: AccessTokens, api_keys: Callable[[], ApiKeys]
+    request: web.Request, address: str, tokens: TokenVerifier, api_keys: Callable[[], ApiKeys]
 ) -> Principal:
     token = bearer_token(request.headers.get("Authorization"))
     if token is not None:
