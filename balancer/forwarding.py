@@ -54,6 +54,12 @@ SERVED_BY = "X-Served-By"
 _log = structlog.get_logger("balancer.forwarding")
 
 
+class _Tried(set[str]):
+    """The backends one request has tried, and whether it holds a retry-budget token."""
+
+    holds_token = False
+
+
 class Balancer:
     def __init__(
         self,
@@ -127,8 +133,7 @@ class Balancer:
             request, forwarded_for=append_forwarded_for(request.headers.get("X-Forwarded-For"), request.remote or "")
         )
         stream = client_body(request) if body is None and request.body_exists else None
-        tried: set[str] = set()
-        retrying = False
+        tried = _Tried()
         try:
             while True:
                 choice = self.choose(tried)
@@ -139,19 +144,25 @@ class Balancer:
                 outcome = await self._attempt(request, backend, permit, headers, body, stream, replayable, tried)
                 if outcome is not None:
                     return outcome
-                retrying = True
                 self.metrics.retries.inc()
         finally:
-            if retrying:
+            if tried.holds_token:
                 self.budget.release()
 
-    def _may_retry(self, tried: set[str]) -> bool:
+    def _may_retry(self, tried: _Tried, *, replay: bool = True) -> bool:
+        """Whether to try another backend. ``replay=False``: the request never reached a backend.
+
+        The budget bounds *replays*, the extra load a struggling fleet would get from requests it may already
+        have worked on. A request that could not even be sent (connection refused, say, right after a backend
+        died) adds no load anywhere, so re-routing it spends no budget; it is still bounded by ``max_retries``.
+        """
         if len(tried) > self.settings.max_retries:
             return False
         if not any(b.id not in tried and b.routable() for b in self.pool.backends):
             return False
-        if len(tried) == 1:  # the first retry of this request takes a budget token, held until it finishes
-            return self.budget.try_acquire()
+        if replay and not tried.holds_token:  # a request's first replay takes a budget token until it finishes
+            tried.holds_token = self.budget.try_acquire()
+            return tried.holds_token
         return True
 
     async def _attempt(
@@ -163,7 +174,7 @@ class Balancer:
         body: bytes | None,
         stream: AsyncIterator[bytes] | None,
         replayable: bool,
-        tried: set[str],
+        tried: _Tried,
     ) -> web.StreamResponse | None:
         """One try on ``backend``: the response to return, or None to retry on another backend."""
         backend.begin()
@@ -180,10 +191,11 @@ class Balancer:
                 )
             except UpstreamFailure as failure:
                 self._failed(backend, permit, failure.kind, failure.detail)
-                retry = not failure.request_sent or (
+                unsent = not failure.request_sent
+                retry = unsent or (
                     replayable and stream is None and failure.kind == "reset" and not failure.bytes_received
                 )
-                if retry and self._may_retry(tried):
+                if retry and self._may_retry(tried, replay=not unsent):
                     return None
                 return self._failure_response(request, backend, failure)
             except BaseException:
@@ -201,7 +213,7 @@ class Balancer:
         permit: Permit,
         response: UpstreamResponse,
         replayable: bool,
-        tried: set[str],
+        tried: _Tried,
     ) -> web.StreamResponse | None:
         status = response.status
         if status >= 500:

@@ -12,6 +12,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
 from balancer.app import create_app
+from balancer.forwarding import _Tried
 from balancer.keys import BALANCER, HEALTH
 from balancer.settings import BalancerSettings
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
@@ -258,3 +259,47 @@ async def test_sequential_requests_split_evenly(aiohttp_client: ClientFactory, b
     client = await balancer_client(aiohttp_client, settings_for([url_of(s) for s in backends]))
     await get_ok(client, 300)
     assert all(90 <= count <= 110 for count in counts(backends).values()), counts(backends)
+
+
+async def test_requests_that_never_reached_a_dead_backend_are_rerouted_without_spending_the_budget(
+    aiohttp_client: ClientFactory, backends: list[TestServer]
+) -> None:
+    """A backend that just died refuses connections while the balancer still thinks it is up; every request
+    that picks it must succeed elsewhere, even when more are re-routed at once than the budget allows replays."""
+    victim, survivor = backends[0], backends[1]
+    settings = settings_for(
+        [url_of(victim), url_of(survivor)], BALANCER_ALGORITHM="round_robin", BALANCER_BREAKER_FAILURES="50"
+    )
+    client = await balancer_client(aiohttp_client, settings)
+    balancer = client.app[BALANCER]
+    await wait_until(lambda: _true(all(backend.health.up for backend in balancer.pool.backends)), within=10)
+    await victim.close()  # like kill -9: connections refused from now on, health checks have not noticed yet
+    state(survivor)["delay"] = 0.2  # re-routed requests stay in flight together
+
+    async def fetch() -> int:
+        async with client.get("/api/v1/things") as response:
+            await response.read()
+            return response.status
+
+    statuses = await asyncio.gather(*(fetch() for _ in range(16)))
+    assert statuses == [200] * 16
+    assert balancer.budget.retries == 0, "every token taken was given back"
+
+
+async def test_an_exhausted_budget_still_reroutes_requests_that_were_never_sent(
+    aiohttp_client: ClientFactory, backends: list[TestServer]
+) -> None:
+    """The budget bounds replays (load a sick fleet may already have worked on); a request refused at connect
+    reached no one, so re-routing it costs nothing and must not turn into a 502 when the budget is spent."""
+    client = await balancer_client(aiohttp_client, settings_for([url_of(s) for s in backends]))
+    balancer = client.app[BALANCER]
+    await wait_until(lambda: _true(all(backend.health.up for backend in balancer.pool.backends)), within=10)
+    while balancer.budget.try_acquire():  # spend the whole budget, as concurrent replays would
+        pass
+    first = balancer.pool.backends[0].id
+    assert not balancer._may_retry(_Tried({first}), replay=True)
+    assert balancer._may_retry(_Tried({first}), replay=False)
+
+
+async def _true(value: bool) -> bool:
+    return value
