@@ -11,9 +11,10 @@ from aiohttp import web
 
 from balancer.backend import Backend, Clock
 from balancer.control import add_control_routes
+from balancer.discovery import Discovery, Resolver
 from balancer.forwarding import Balancer
 from balancer.health import HealthChecker
-from balancer.keys import BALANCER, HEALTH, SETTINGS
+from balancer.keys import BALANCER, DISCOVERY, HEALTH, SETTINGS
 from balancer.metrics import BalancerMetrics
 from balancer.picking import make_picker
 from balancer.pool import BackendPool, breaker_code
@@ -64,8 +65,13 @@ async def forward(request: web.Request) -> web.StreamResponse:
 
 
 def create_app(
-    settings: BalancerSettings, *, clock: Clock = time.monotonic, rng: random.Random | None = None
+    settings: BalancerSettings,
+    *,
+    clock: Clock = time.monotonic,
+    rng: random.Random | None = None,
+    resolver: Resolver | None = None,
 ) -> web.Application:
+    """The balancer; ``resolver`` (default: the OS resolver) serves the ``dns+`` entries of ``BALANCER_BACKENDS``."""
     metrics = Metrics("balancer")
     app = web.Application(
         middlewares=[request_context_middleware(), metrics_middleware(metrics=metrics), error_middleware()],
@@ -105,6 +111,18 @@ def create_app(
 
     app.cleanup_ctx.append(backend_pools)  # first in, last out: pools close after the health loops stop
     app.cleanup_ctx.append(checker.context())
+    if settings.dns_targets:  # after the checker: it must be following the pool before discovery adds to it
+        discovery = Discovery(
+            balancer.pool,
+            settings.dns_targets,
+            interval=settings.dns_interval,
+            resolver=resolver,
+            metrics=balancer.metrics,
+            clock=clock,
+            on_draining=balancer.on_rotation_change,
+        )
+        app[DISCOVERY] = discovery
+        app.cleanup_ctx.append(discovery.context())
     app.on_shutdown.append(stop_being_ready)
     add_health_routes(app, metrics, {"backends": check_backends})
     add_control_routes(app)

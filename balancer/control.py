@@ -18,7 +18,7 @@ import structlog
 from aiohttp import web
 
 from balancer.backend import Backend
-from balancer.keys import BALANCER, SETTINGS
+from balancer.keys import BALANCER, DISCOVERY, SETTINGS
 from shared.errors import Problem
 from shared.identity import IDENTITY_HEADER, verify_identity
 
@@ -50,8 +50,10 @@ def _backend(request: web.Request) -> Backend:
 def status_body(app: web.Application) -> dict[str, object]:
     balancer = app[BALANCER]
     now = time.monotonic()
-    backends = [backend.snapshot(now) for backend in balancer.pool.backends]
-    return {
+    backends = [
+        {**backend.snapshot(now), "removing": balancer.pool.removing(backend.id)} for backend in balancer.pool.backends
+    ]
+    body: dict[str, object] = {
         "algorithm": balancer.picker.name,
         "in_flight": balancer.in_flight,
         "max_in_flight": balancer.settings.max_in_flight,
@@ -63,6 +65,10 @@ def status_body(app: web.Application) -> dict[str, object]:
         "healthy_backends": sum(1 for backend in balancer.pool.backends if backend.in_rotation()),
         "backends": backends,
     }
+    discovery = app.get(DISCOVERY)
+    if discovery is not None:
+        body["discovery"] = discovery.snapshot()
+    return body
 
 
 async def lb_status(request: web.Request) -> web.Response:
@@ -90,6 +96,8 @@ async def drain_backend(request: web.Request) -> web.Response:
 async def enable_backend(request: web.Request) -> web.Response:
     require_admin(request)
     backend = _backend(request)
+    if request.app[BALANCER].pool.removing(backend.id):
+        raise Problem(409, "Conflict", f"Backend {backend.id!r} is leaving the pool (no longer in DNS).")
     backend.draining = False
     request.app[BALANCER].on_rotation_change(backend)
     _log.warning("backend_enabled", backend=backend.id)

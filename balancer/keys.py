@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from balancer.discovery import Discovery
 from balancer.forwarding import Balancer
 from balancer.health import HealthChecker
 from balancer.settings import BalancerSettings
@@ -11,3 +12,4 @@ from balancer.settings import BalancerSettings
 SETTINGS = web.AppKey("settings", BalancerSettings)
 BALANCER = web.AppKey("balancer", Balancer)
 HEALTH = web.AppKey("health_checker", HealthChecker)
+DISCOVERY = web.AppKey("discovery", Discovery)

@@ -32,6 +32,18 @@ class BalancerMetrics:
             ("backend", "kind"),
             registry=registry,
         )
+        self.dns_resolutions = Counter(
+            "lb_dns_resolutions_total",
+            "DNS discovery resolutions by target and result (ok, error: the last known addresses are kept).",
+            ("target", "result"),
+            registry=registry,
+        )
+        self.dns_addresses = Gauge(
+            "lb_dns_addresses",
+            "Addresses a dns+ target resolved to last time it resolved.",
+            ("target",),
+            registry=registry,
+        )
 
     def breaker_state(self, name: str, code: int) -> None:
         self.shared.breaker_state.labels(name).set(code)

@@ -1,9 +1,10 @@
-"""The backend pool: the set of backends, changeable at run time (DNS discovery will drive ``reconcile``).
+"""The backend pool: the set of backends, changeable at run time (DNS discovery drives ``add`` / ``remove``).
 
 Readers take ``pool.backends``, an immutable tuple replaced on every change, so the hot path iterates it
 without locks or copies. Whoever needs to react to membership (the health checker, metrics) subscribes with
-``on_change``. Removing a backend drains it first: it leaves rotation at once and its pools close when its
-in-flight requests finish (or the grace period ends).
+``on_change``. Removing a backend drains it first: it leaves rotation at once (``draining``) but stays listed,
+so ``/lb/status`` shows it finishing its in-flight requests; when they are done (or the grace period ends) it
+is dropped, listeners hear of it and its pools close.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class BackendPool:
         self._clock = clock
         self._on_breaker_change = on_breaker_change
         self._listeners: list[Listener] = []
+        self._removing: set[str] = set()
         self.backends: tuple[Backend, ...] = ()
 
     def on_change(self, listener: Listener) -> None:
@@ -47,10 +49,16 @@ class BackendPool:
                 return backend
         return None
 
-    def add(self, spec: BackendSpec) -> Backend:
+    def removing(self, backend_id: str) -> bool:
+        """True while ``backend_id`` is draining on its way out of the pool."""
+        return backend_id in self._removing
+
+    def add(self, spec: BackendSpec, *, healthy: bool = True) -> Backend:
+        """Add a backend; ``healthy=False`` keeps it out of rotation until ``rise`` passing health checks."""
         if self.get(spec.id) is not None:
             raise ValueError(f"backend {spec.id} is already in the pool")
         backend = self._build(spec)
+        backend.health.up = healthy
         self.backends = (*self.backends, backend)
         for listener in self._listeners:
             listener(backend, True)
@@ -58,13 +66,20 @@ class BackendPool:
 
     async def remove(self, backend_id: str) -> None:
         backend = self.get(backend_id)
-        if backend is None:
+        if backend is None or backend_id in self._removing:
             return
+        self._removing.add(backend_id)
         backend.draining = True
+        _log.info("backend_removing", backend=backend_id, in_flight=backend.in_flight)
+        try:
+            drained = await backend.wait_idle(self._settings.shutdown_grace)
+        finally:
+            # Cancelled (shutdown): it stays listed, so ``close`` still closes its pools.
+            self._removing.discard(backend_id)
         self.backends = tuple(item for item in self.backends if item is not backend)
         for listener in self._listeners:
             listener(backend, False)
-        await backend.wait_idle(self._settings.shutdown_grace)
+        _log.info("backend_removed", backend=backend_id, drained=drained)
         await _close(backend)
 
     async def reconcile(self, specs: Iterable[BackendSpec]) -> None:

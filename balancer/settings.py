@@ -1,7 +1,9 @@
 """Balancer settings, parsed once from the environment.
 
 ``BALANCER_BACKENDS`` is a comma-separated list of backend URLs, each optionally weighted with a ``;weight=N``
-suffix: ``http://10.0.0.5:3001;weight=2,http://10.0.0.6:3001``.
+suffix: ``http://10.0.0.5:3001;weight=2,http://10.0.0.6:3001``. An entry written ``dns+http://name:port`` is a
+DNS name instead: every address it resolves to is a backend, and the set is re-resolved every
+``BALANCER_DNS_INTERVAL`` seconds (see :mod:`balancer.discovery`). Static and ``dns+`` entries mix freely.
 """
 
 from __future__ import annotations
@@ -25,20 +27,69 @@ class BackendSpec:
     def id(self) -> str:
         """A stable, readable id: ``host:port`` (the same process keeps it across restarts)."""
         url = URL(self.url)
-        return f"{url.host}:{url.port}"
+        host = url.host or ""
+        return f"[{host}]:{url.port}" if ":" in host else f"{host}:{url.port}"
+
+
+@dataclass(frozen=True, slots=True)
+class DnsTarget:
+    """A ``dns+http(s)://host:port`` entry: one backend per address ``host`` resolves to."""
+
+    scheme: str
+    host: str
+    port: int
+    weight: float = 1.0
+
+    @property
+    def name(self) -> str:
+        return f"dns+{self.scheme}://{self.host}:{self.port}"
+
+    def spec(self, address: str) -> BackendSpec:
+        host = f"[{address}]" if ":" in address else address
+        return BackendSpec(url=f"{self.scheme}://{host}:{self.port}", weight=self.weight)
+
+
+def _weight(name: str, item: str, option: str) -> float:
+    if not option:
+        return 1.0
+    key, _, value = option.partition("=")
+    try:
+        weight = float(value)
+    except ValueError:
+        weight = -1.0
+    if key.strip() != "weight" or not 0 < weight <= 1000:
+        raise SettingsError(f"{name}: {item!r}: expected URL;weight=N with 0 < N <= 1000")
+    return weight
+
+
+def parse_dns_target(name: str, item: str) -> DnsTarget:
+    url, _, option = item.partition(";")
+    weight = _weight(name, item, option)
+    parsed = URL(url.strip())
+    scheme = parsed.scheme.removeprefix("dns+")
+    if scheme not in ("http", "https") or not parsed.host or parsed.path not in ("", "/"):
+        raise SettingsError(f"{name}: {item!r} is not a dns+http(s)://host:port entry")
+    return DnsTarget(
+        scheme=scheme, host=parsed.host, port=parsed.port or (443 if scheme == "https" else 80), weight=weight
+    )
+
+
+def parse_backends(name: str, items: tuple[str, ...]) -> tuple[tuple[BackendSpec, ...], tuple[DnsTarget, ...]]:
+    """Split ``items`` into static backends and DNS targets (either may be empty, not both)."""
+    static = tuple(parse_backend(name, item) for item in items if not item.lower().startswith("dns+"))
+    targets = tuple(parse_dns_target(name, item) for item in items if item.lower().startswith("dns+"))
+    if not static and not targets:
+        raise SettingsError(f"{name}: required (comma-separated backend URLs or dns+http://name:port entries)")
+    if len({backend.id for backend in static}) != len(static):
+        raise SettingsError(f"{name}: a backend is listed twice")
+    if len({target.name for target in targets}) != len(targets):
+        raise SettingsError(f"{name}: a dns+ entry is listed twice")
+    return static, targets
 
 
 def parse_backend(name: str, item: str) -> BackendSpec:
     url, _, option = item.partition(";")
-    weight = 1.0
-    if option:
-        key, _, value = option.partition("=")
-        try:
-            weight = float(value)
-        except ValueError:
-            weight = -1.0
-        if key.strip() != "weight" or not 0 < weight <= 1000:
-            raise SettingsError(f"{name}: {item!r}: expected URL;weight=N with 0 < N <= 1000")
+    weight = _weight(name, item, option)
     parsed = URL(url.strip())
     if parsed.scheme not in ("http", "https") or not parsed.host:
         raise SettingsError(f"{name}: {item!r} is not an http(s) URL")
@@ -50,6 +101,8 @@ class BalancerSettings:
     common: CommonSettings
     port: int
     backends: tuple[BackendSpec, ...]
+    dns_targets: tuple[DnsTarget, ...]
+    dns_interval: float
     algorithm: str
     health_path: str
     health_interval: float
@@ -73,16 +126,14 @@ class BalancerSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None, *, port: int | None = None) -> BalancerSettings:
         env = Env(environ)
         common = CommonSettings.from_env(environ, service="balancer")
-        backends = tuple(parse_backend("BALANCER_BACKENDS", item) for item in env.items("BALANCER_BACKENDS"))
-        if not backends:
-            raise SettingsError("BALANCER_BACKENDS: required (comma-separated backend URLs)")
-        if len({backend.id for backend in backends}) != len(backends):
-            raise SettingsError("BALANCER_BACKENDS: a backend is listed twice")
+        backends, targets = parse_backends("BALANCER_BACKENDS", env.items("BALANCER_BACKENDS"))
         interval = env.number("BALANCER_HEALTH_INTERVAL", 2.0, minimum=0.05, maximum=3600)
         return cls(
             common=common,
             port=port if port is not None else env.integer("PORT", 3000, minimum=1, maximum=65535),
             backends=backends,
+            dns_targets=targets,
+            dns_interval=env.number("BALANCER_DNS_INTERVAL", 5.0, minimum=0.01, maximum=3600),
             algorithm=env.choice("BALANCER_ALGORITHM", "p2c", ALGORITHMS),
             health_path=env.text("BALANCER_HEALTH_PATH", "/ready"),
             health_interval=interval,

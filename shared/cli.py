@@ -63,6 +63,16 @@ def _up(args: argparse.Namespace) -> None:
     raise SystemExit(run_stack(options))
 
 
+def _restart_apiservers(args: argparse.Namespace) -> None:
+    from shared.rolling import RestartFailed, signal_up
+
+    try:
+        pid = signal_up(args.data_dir)
+    except RestartFailed as exc:
+        raise SystemExit(f"scalable-api restart-apiservers: {exc}") from None
+    print(f"asked `scalable-api up` (pid {pid}) to restart the apiservers one by one; it reports progress")
+
+
 def _bench(args: argparse.Namespace) -> None:
     from pathlib import Path
 
@@ -109,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--pg-port", type=int, default=54329, help="embedded PostgreSQL port (default 54329)")
     up.add_argument("--redis-port", type=int, default=63790, help="embedded Redis port (default 63790)")
     up.set_defaults(func=_up)
+
+    restart = commands.add_parser(
+        "restart-apiservers", help="rolling restart of the apiservers of a running `up` (sends it SIGHUP)"
+    )
+    restart.add_argument("--data-dir", default=".data", help="the data dir the `up` was started with (default .data)")
+    restart.set_defaults(func=_restart_apiservers)
 
     bench = commands.add_parser("bench", help="start a private stack and measure it with wrk")
     bench.add_argument("--quick", action="store_true", help="about a minute: short runs, 20,000 resources")

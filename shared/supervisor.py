@@ -3,7 +3,9 @@
 Order of start: PostgreSQL and Redis (embedded unless ``DATABASE_URL`` / ``REDIS_URL`` are set) → migrations →
 development seed (once) → apiserver replicas on consecutive ports → balancer → gateway (the latter two when
 present in this build). A child that dies is restarted with a growing back-off. SIGINT/SIGTERM stops the
-children first (SIGTERM, then SIGKILL after a grace period) and the embedded servers last.
+children first (SIGTERM, then SIGKILL after a grace period) and the embedded servers last. SIGHUP (or
+``scalable-api restart-apiservers``, via ``<data dir>/up.pid``) restarts the apiservers one by one behind the
+balancer without failing a request (:mod:`shared.rolling`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+
+from shared.rolling import RestartFailed, RestartSignal, RollingRestart, remove_pid_file, write_pid_file
 
 STOP_GRACE = 10.0
 READY_TIMEOUT = 30.0
@@ -162,9 +166,14 @@ def _raise_stop(signum: int, frame: FrameType | None) -> None:
     raise _Stop
 
 
-def _supervise(children: list[Child]) -> None:
-    """Restart children that exit, with back-off (1 s doubling to 30 s), until asked to stop."""
+def _supervise(children: list[Child], restart: RestartSignal | None = None) -> None:
+    """Restart children that exit, with back-off (1 s doubling to 30 s), and roll the apiservers on SIGHUP."""
     while True:
+        if restart is not None and restart.take():
+            try:
+                RollingRestart(children, say=_say).run()
+            except RestartFailed as exc:
+                _say(f"rolling restart stopped: {exc}")
         now = time.monotonic()
         for child in children:
             process = child.process
@@ -182,8 +191,11 @@ def _supervise(children: list[Child]) -> None:
 def run_stack(options: StackOptions) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     signal.signal(signal.SIGINT, _raise_stop)
+    restart = RestartSignal()
+    restart.install()
     children: list[Child] = []
     with ExitStack() as stack:
+        stack.callback(remove_pid_file, write_pid_file(options.data_dir))
         try:
             database_url, redis_url = start_data_services(options, stack)
             prepare_database(database_url, options.resources)
@@ -193,8 +205,8 @@ def run_stack(options: StackOptions) -> int:
             wait_healthy(children)
             for child in children:
                 _say(f"{child.name:<16} http://127.0.0.1:{child.port}")
-            _say("ready. Ctrl-C stops everything.")
-            _supervise(children)
+            _say("ready. Ctrl-C stops everything; SIGHUP (scalable-api restart-apiservers) rolls the apiservers.")
+            _supervise(children, restart)
         except _Stop:
             _say("stopping")
         finally:
