@@ -21,6 +21,7 @@ import aiohttp
 import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from prometheus_client import Counter
 
 from database.seed import DEV_ACCOUNTS
 from gateway.admin.accounts import add_account_routes
@@ -108,7 +109,13 @@ async def refuse_seeded_passwords(users: UserRepository) -> None:
 def build_limiter(settings: GatewaySettings, redis: aioredis.Redis, metrics: Metrics) -> FailoverRateLimiter:
     config = WindowConfig(window=settings.rate_limits.window, buckets=settings.rate_limits.buckets)
     return FailoverRateLimiter(
-        RedisRateLimiter(redis, config),
+        RedisRateLimiter(
+            redis,
+            config,
+            on_round_trip=Counter(
+                "ratelimit_redis_round_trips", "Redis round trips made by the rate limiter.", registry=metrics.registry
+            ).inc,
+        ),
         LocalRateLimiter(config),
         fail_open=settings.rate_limits.fail_open,
         registry=metrics.registry,

@@ -23,11 +23,17 @@ SCRIPT = (files("gateway.ratelimit") / "sliding_window.lua").read_text()
 
 class RedisRateLimiter:
     def __init__(
-        self, client: aioredis.Redis, config: WindowConfig, *, clock: Callable[[], float] | None = None
+        self,
+        client: aioredis.Redis,
+        config: WindowConfig,
+        *,
+        clock: Callable[[], float] | None = None,
+        on_round_trip: Callable[[], None] | None = None,
     ) -> None:
         self._config = config
         self._clock = clock
         self._script = client.register_script(SCRIPT)
+        self._on_round_trip = on_round_trip or (lambda: None)
 
     @property
     def config(self) -> WindowConfig:
@@ -43,6 +49,7 @@ class RedisRateLimiter:
         keys = [KEY_PREFIX + key, *revocation_keys]
         now_ms = -1 if self._clock is None else int(self._clock() * 1000)
         width_ms = self._config.width * 1000
+        self._on_round_trip()
         verdict, total, reset_ms, retry_ms = await self._script(
             keys=keys, args=[limit, cost, repr(width_ms), self._config.buckets, now_ms]
         )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 import aiohttp
@@ -61,3 +62,20 @@ async def clear_cache(apiserver: str) -> None:
         session.post(f"{apiserver}/internal/cache/clear", headers={IDENTITY_HEADER: admin_identity()}) as response,
     ):
         response.raise_for_status()
+
+
+async def sweep(base_url: str, ids: int, *, workers: int = 32) -> int:
+    """Read every id once (bounded by count, not time), so L1 and L2 start warm; returns non-2xx answers."""
+    failures = 0
+    connector = aiohttp.TCPConnector(limit=workers)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def worker(first: int) -> None:
+            nonlocal failures
+            for resource_id in range(first, ids + 1, workers):
+                async with session.get(f"{base_url}/api/v1/resources/{resource_id}") as response:
+                    await response.read()
+                    failures += response.status >= 300
+
+        await asyncio.gather(*(worker(first) for first in range(1, workers + 1)))
+    return failures
