@@ -112,13 +112,28 @@ class Balancer:
         while True:
             candidates = [b for b in self.pool.backends if b.id not in tried and b.id not in skipped and b.routable()]
             if not candidates:
-                return None
+                return self._panic_choice(tried)
             due = [backend for backend in candidates if backend.breaker.state == OPEN]
             backend = due[0] if due else self.picker.pick(candidates)
             try:
                 return backend, backend.breaker.acquire()
             except BreakerOpen:
                 skipped.add(backend.id)
+
+    def _panic_choice(self, tried: set[str]) -> tuple[Backend, Permit] | None:
+        """No backend is routable: if some still pass their health checks, every one of them has its breaker open.
+
+        One sick backend gets ejected; all of them at once is a fleet-wide condition, typically a shared
+        dependency (the database) making every replica answer 503 to writes while it can still serve cached
+        reads. Ejecting them all would turn that into a total outage, so, like Envoy's panic threshold, route
+        across the health-passing backends regardless of their breakers. The breakers stay open (outcomes of
+        these calls do not count) and close through their own trial once the condition clears.
+        """
+        healthy = [b for b in self.pool.backends if b.id not in tried and b.health.up and not b.draining]
+        if not healthy:
+            return None
+        self.metrics.panic.inc()
+        return self.picker.pick(healthy), Permit(trial=False, settled=True)
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         replayable = request.method in SAFE_METHODS or "Idempotency-Key" in request.headers

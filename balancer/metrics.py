@@ -23,6 +23,11 @@ class BalancerMetrics:
             "Requests refused with 503 because the balancer was at its in-flight limit.",
             registry=registry,
         )
+        self.panic = Counter(
+            "lb_panic_routed_total",
+            "Requests routed while every health-passing backend had its breaker open (panic routing).",
+            registry=registry,
+        )
         self.no_backend = Counter(
             "lb_no_backend_total", "Requests refused with 503 because no backend was available.", registry=registry
         )

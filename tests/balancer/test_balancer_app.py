@@ -303,3 +303,27 @@ async def test_an_exhausted_budget_still_reroutes_requests_that_were_never_sent(
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_every_breaker_open_at_once_is_panic_routed_not_a_total_outage(
+    aiohttp_client: ClientFactory, backends: list[TestServer]
+) -> None:
+    """A shared dependency down makes every replica answer 503 to writes; that opens every breaker. The
+    balancer must keep routing to the health-passing backends (they can still serve cached reads)."""
+    settings = settings_for([url_of(s) for s in backends], BALANCER_BREAKER_FAILURES="3")
+    client = await balancer_client(aiohttp_client, settings, FakeClock())
+    balancer = client.app[BALANCER]
+    await wait_until(lambda: _true(all(backend.health.up for backend in balancer.pool.backends)), within=10)
+    for server in backends:
+        state(server)["status"] = 503
+    for _ in range(20):
+        async with client.post("/api/v1/things", data=b"x") as response:
+            await response.read()
+    assert {breaker_state(client, server) for server in backends} == {"open"}
+
+    for server in backends:
+        state(server)["status"] = 200  # e.g. cached reads still work while writes would fail
+    async with client.get("/api/v1/things") as response:
+        assert response.status == 200, await response.text()
+    assert balancer.metrics.panic._value.get() >= 1
+    assert {breaker_state(client, server) for server in backends} == {"open"}, "panic calls do not close breakers"
