@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck pytest bench bench-quick clean
+.PHONY: help venv run test lint typecheck pytest bench bench-quick clean frontend frontend-test chromium
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)  ## create .venv and install the project with its dev tools
 
 run: $(STAMP)  ## start PostgreSQL, Redis and the whole stack (embedded unless DATABASE_URL/REDIS_URL are set)
+	@$(MAKE) --no-print-directory frontend || echo "warning: the dashboard build failed (see above); the API starts without /dashboard/"
 	$(BIN)/scalable-api up $(ARGS)
 
 bench: $(STAMP)  ## the load benchmark (wrk; about 4 minutes); `make bench ARGS=--quick` for about a minute
@@ -34,10 +35,58 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy --strict
 	$(BIN)/mypy
 
-pytest: $(STAMP)  ## the test suite against real PostgreSQL and Redis started by fixtures
+pytest: $(STAMP) frontend chromium  ## the test suite against real PostgreSQL and Redis started by fixtures
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck pytest  ## every check: ruff, mypy, pytest
+test: lint typecheck frontend-test pytest  ## every check: ruff, mypy, the dashboard's typecheck + Vitest, pytest (+ browser suite)
+
+# --- the admin dashboard (frontend/, React + Vite) -------------------------------------------------------------
+# Built when npm is available; rebuilt only when a source is newer than frontend/dist. Without npm the API runs
+# as usual and /dashboard/ answers 503 saying how to build it.
+NPM := $(shell command -v npm 2>/dev/null)
+CHROMIUM := /usr/bin/chromium
+FRONTEND_DIST := frontend/dist/index.html
+FRONTEND_DEPS := frontend/node_modules/.package-lock.json
+FRONTEND_SOURCES := $(shell find frontend/src frontend/public -type f 2>/dev/null) \
+	frontend/index.html frontend/vite.config.ts frontend/tsconfig.json frontend/package.json
+# The browser tests drive Debian's Chromium; no npm package may download a browser of its own.
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+
+frontend:  ## build the admin dashboard into frontend/dist (needs Node.js 20.19+ and npm)
+ifeq ($(NPM),)
+	@echo "note: npm was not found, so the admin dashboard is not built and /dashboard/ answers 503."
+	@echo "      The API works without it. To get the dashboard, install Node.js 20.19 or newer with npm,"
+	@echo "      then run 'make frontend' (or: npm --prefix frontend ci && npm --prefix frontend run build)."
+else
+	@$(MAKE) --no-print-directory $(FRONTEND_DIST)
+endif
+
+$(FRONTEND_DEPS): frontend/package.json frontend/package-lock.json
+	cd frontend && npm ci --no-audit --no-fund
+	touch $@
+
+$(FRONTEND_DIST): $(FRONTEND_DEPS) $(FRONTEND_SOURCES)
+	cd frontend && npm run build
+	touch $@
+
+frontend-test:  ## the dashboard's typecheck and unit tests (Vitest)
+ifeq ($(NPM),)
+	@echo "note: npm was not found: skipping the dashboard's typecheck and Vitest tests; the browser tests skip too."
+else
+	@$(MAKE) --no-print-directory $(FRONTEND_DEPS)
+	cd frontend && npm run typecheck && npm test
+endif
+
+chromium:  ## Debian's Chromium for the browser tests (apt-get install when missing, as root)
+	@if [ -x $(CHROMIUM) ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's chromium for the browser tests (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+			|| echo "warning: could not install chromium: the browser tests will be skipped"; \
+	else \
+		echo "note: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get):"; \
+		echo "      the browser tests (tests/browser) will be skipped. Install Debian's 'chromium' package to run them."; \
+	fi
 
 clean:  ## remove the virtualenv, caches and local data
-	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache *.egg-info
+	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache *.egg-info frontend/dist frontend/node_modules

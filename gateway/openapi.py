@@ -187,6 +187,30 @@ PATHS: Schema = {
             ],
         }
     },
+    "/dashboard": {
+        "get": {
+            "summary": "Redirect to the admin dashboard",
+            "tags": ["dashboard"],
+            "security": [],
+            "responses": {"308": {"description": "Location: /dashboard/"}},
+        }
+    },
+    "/dashboard/{tail}": {
+        "get": {
+            "summary": "The admin dashboard (static single-page app; its data comes from the admin API)",
+            "tags": ["dashboard"],
+            "security": [],
+            "parameters": [{"name": "tail", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "responses": {
+                "200": {
+                    "description": "A dashboard file, or index.html for a client route",
+                    "content": {"text/html": {}},
+                },
+                "404": {"description": "No such dashboard file"},
+                "503": {"description": "The dashboard is not built (the detail says how to build it)"},
+            },
+        }
+    },
 }
 
 DOCUMENT: Schema = {

@@ -16,6 +16,8 @@ HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
 TIER_NAMES = ("anonymous", "free", "pro", "enterprise")
 DEFAULT_TIER_LIMITS = {"anonymous": 100, "free": 1_000, "pro": 10_000, "enterprise": 100_000}
+# The built admin dashboard when DASHBOARD_DIR is unset: <repo>/frontend/dist beside this package.
+DEFAULT_DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,6 +110,7 @@ class GatewaySettings:
     upstream_connections: int
     pg_pool_size: int
     stream_interval: float
+    dashboard_dir: Path
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, port: int | None = None) -> GatewaySettings:
@@ -139,6 +142,7 @@ class GatewaySettings:
             upstream_connections=env.integer("UPSTREAM_CONNECTIONS", 256, minimum=1),
             pg_pool_size=env.integer("PG_POOL_SIZE", 10, minimum=1, maximum=500),
             stream_interval=env.number("ADMIN_STREAM_INTERVAL", 1.0, minimum=0.05),
+            dashboard_dir=Path(env.text("DASHBOARD_DIR", str(DEFAULT_DASHBOARD_DIR))),
         )
 
 

@@ -26,6 +26,11 @@ from gateway.http import json_response
 from gateway.keys import ADMIN, LIMITER, SETTINGS, STATS
 from shared.errors import Problem
 from shared.identity import Identity
+from shared.keys import METRICS
+from shared.metrics import LATENCY_BUCKETS, Metrics
+
+# Long-lived or static routes that would swamp the API's latency figures (a stream "takes" minutes).
+LATENCY_EXCLUDED = ("/api/v1/admin/stream", "/dashboard", "/health", "/ready", "/metrics")
 
 
 def _upstream_problem(error: UpstreamError, what: str) -> Problem:
@@ -43,11 +48,37 @@ async def _or_error(call: Any) -> Any:
         return {"error": f"redis: {type(error).__name__}"}
 
 
+def http_figures(metrics: Metrics) -> dict[str, object]:
+    """Cumulative counters from this process's Prometheus registry, for the dashboard to turn into rates and
+    windowed percentiles (as ``histogram_quantile(rate(...))`` would): responses by status and the API's
+    latency histogram (``le`` upper bounds in seconds, cumulative counts)."""
+    by_status: dict[str, float] = {}
+    for family in metrics.http_requests.collect():
+        for sample in family.samples:
+            if sample.name.endswith("_total"):
+                status = sample.labels["status"]
+                by_status[status] = by_status.get(status, 0.0) + sample.value
+    buckets = [0.0] * (len(LATENCY_BUCKETS) + 1)
+    bounds = [str(float(bound)) for bound in LATENCY_BUCKETS]
+    for family in metrics.http_duration.collect():
+        for sample in family.samples:
+            if not sample.name.endswith("_bucket") or sample.labels["route"].startswith(LATENCY_EXCLUDED):
+                continue
+            le = sample.labels["le"]
+            index = bounds.index(le) if le in bounds else len(LATENCY_BUCKETS)
+            buckets[index] += sample.value
+    return {
+        "responses_by_status": {status: int(count) for status, count in sorted(by_status.items())},
+        "latency_seconds": {"le": [*LATENCY_BUCKETS, None], "cumulative": [int(count) for count in buckets]},
+    }
+
+
 def gateway_snapshot(app: web.Application) -> dict[str, object]:
     settings, limiter = app[SETTINGS], app[LIMITER]
     return {
         "instance": settings.common.instance_id,
         **app[STATS].snapshot(),
+        "http": http_figures(app[METRICS]),
         "rate_limiter": {
             "backend": "local" if limiter.degraded else "redis",
             "fail_open": settings.rate_limits.fail_open,

@@ -1,0 +1,78 @@
+import { useEffect, useRef } from "react";
+import uPlot from "uplot";
+import { formatClock } from "../lib/format";
+
+export interface SeriesSpec {
+  label: string;
+  color: string;
+  dash?: number[];
+}
+
+interface Props {
+  title: string;
+  series: SeriesSpec[];
+  /** [x (epoch seconds), ...one array per series]. */
+  data: (number | null)[][];
+  format: (value: number | null) => string;
+  /** A short text equivalent for screen readers (the latest values). */
+  summary: string;
+}
+
+const HEIGHT = 180;
+
+/** A uPlot time series; the chart is rebuilt only when the set of series changes, and fed data otherwise. */
+export function Chart({ title, series, data, format, summary }: Props) {
+  const box = useRef<HTMLDivElement>(null);
+  const plot = useRef<uPlot | null>(null);
+  const key = series.map((s) => s.label).join("|");
+
+  useEffect(() => {
+    const element = box.current;
+    if (element === null) return;
+    const options: uPlot.Options = {
+      width: Math.max(element.clientWidth, 200),
+      height: HEIGHT,
+      legend: { show: true, live: false },
+      cursor: { drag: { x: false, y: false } },
+      scales: { x: { time: true }, y: { range: (_u, _min, max) => [0, max > 0 ? max * 1.1 : 1] } },
+      axes: [
+        { stroke: "#475569", grid: { stroke: "#e2e8f0" }, values: (_u, ticks) => ticks.map((t) => formatClock(t)) },
+        { stroke: "#475569", grid: { stroke: "#e2e8f0" }, size: 64, values: (_u, ticks) => ticks.map((t) => format(t)) },
+      ],
+      series: [
+        {},
+        ...series.map((spec) => ({
+          label: spec.label,
+          stroke: spec.color,
+          width: 2,
+          dash: spec.dash,
+          value: (_u: uPlot, value: number | null) => format(value),
+          points: { show: false },
+          spanGaps: false,
+        })),
+      ],
+    };
+    const chart = new uPlot(options, data as uPlot.AlignedData, element);
+    plot.current = chart;
+    const observer = new ResizeObserver(() => chart.setSize({ width: Math.max(element.clientWidth, 200), height: HEIGHT }));
+    observer.observe(element);
+    return () => {
+      observer.disconnect();
+      chart.destroy();
+      plot.current = null;
+    };
+    // Rebuilt only when the series change; data flows in through the effect below.
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [key]);
+
+  useEffect(() => {
+    plot.current?.setData(data as uPlot.AlignedData);
+  }, [data]);
+
+  return (
+    <figure className="card chart">
+      <figcaption>{title}</figcaption>
+      <div ref={box} role="img" aria-label={`${title}: ${summary}`} />
+    </figure>
+  );
+}

@@ -1,0 +1,46 @@
+// Apiserver rows: heartbeats come and go (a dead replica's key expires in Redis after three intervals).
+// A replica that stops beating stays listed as "missing" for a while, so an operator sees that it went away
+// instead of a row silently vanishing; it is dropped after FORGET_AFTER seconds.
+
+import type { InstanceHeartbeat } from "./types";
+
+export const FORGET_AFTER = 120;
+/** A heartbeat older than this (seconds, by the snapshot's clock) is shown as late. */
+export const LATE_AFTER = 5;
+
+export type InstanceState = "up" | "late" | "missing";
+
+export interface TrackedInstance {
+  id: string;
+  state: InstanceState;
+  lastSeen: number;
+  heartbeat: InstanceHeartbeat;
+}
+
+export function trackInstances(
+  previous: TrackedInstance[],
+  heartbeats: InstanceHeartbeat[] | null,
+  now: number,
+): TrackedInstance[] {
+  if (heartbeats === null) return previous; // the list could not be read this time: keep what we knew
+  const byId = new Map<string, TrackedInstance>();
+  for (const heartbeat of heartbeats) {
+    const late = now - heartbeat.ts > LATE_AFTER;
+    byId.set(heartbeat.instance, {
+      id: heartbeat.instance,
+      state: late ? "late" : "up",
+      lastSeen: heartbeat.ts,
+      heartbeat,
+    });
+  }
+  for (const known of previous) {
+    if (!byId.has(known.id) && now - known.lastSeen < FORGET_AFTER) {
+      byId.set(known.id, { ...known, state: "missing" });
+    }
+  }
+  return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id, "en", { numeric: true }));
+}
+
+export function breakerOf(instance: TrackedInstance, name: string): string | null {
+  return instance.heartbeat.breakers.find((breaker) => breaker.name === name)?.state ?? null;
+}
