@@ -13,6 +13,7 @@ Request path, outermost first::
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
@@ -53,6 +54,7 @@ from shared.errors import error_middleware
 from shared.health import add_health_routes
 from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE
 from shared.metrics import Metrics, metrics_middleware
+from shared.netaddr import client_address
 from shared.passwords import verify_password
 from shared.proxy import Upstream
 from shared.resources import make_redis, pg_context
@@ -192,7 +194,26 @@ def _add_routes(app: web.Application, metrics: Metrics) -> None:
     async def check_redis() -> None:
         await app[REDIS].ping()
 
-    add_health_routes(app, metrics, {"postgres": check_postgres, "redis": check_redis})
+    settings = app[SETTINGS]
+
+    def metrics_visible_to(request: web.Request) -> bool:
+        client = client_address(request.remote, request.headers.get("X-Forwarded-For"), settings.common.trusted_proxies)
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in settings.metrics_allow if address.version == network.version)
+
+    # The gateway serves without Redis (local limits) and, for tokens and anonymous callers, without
+    # PostgreSQL; only both down makes it unready (failing readiness on a shared dependency would pull every
+    # replica out of the load balancer at once).
+    add_health_routes(
+        app,
+        metrics,
+        {"postgres": check_postgres, "redis": check_redis},
+        serves_without=lambda failing: len(failing) < 2,
+        metrics_visible_to=metrics_visible_to,
+    )
     add_openapi_route(app)
     add_auth_routes(app)
     add_admin_routes(app)

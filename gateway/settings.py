@@ -6,10 +6,12 @@ Every variable is read here and nowhere else. A bad value stops the process with
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.netaddr import IPNetwork
 from shared.settings import DEV_JWT_SECRET, CommonSettings, Env, SettingsError
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
@@ -64,6 +66,14 @@ def _read_pem(env: Env, name: str) -> str:
         raise SettingsError(f"{name}={path!r}: cannot read ({exc.strerror})") from None
 
 
+# Who may read the gateway's /metrics (the client address, computed with TRUSTED_PROXIES): loopback and private
+# ranges, where Prometheus runs; the public internet gets 404.
+PRIVATE_NETWORKS: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(cidr)
+    for cidr in ("127.0.0.0/8", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "::1/128", "fc00::/7")
+)
+
+
 @dataclass(frozen=True, slots=True)
 class RateLimitSettings:
     """Per-tier limits over one sliding window; ``fail_open`` picks what happens while Redis is unreachable."""
@@ -111,6 +121,7 @@ class GatewaySettings:
     pg_pool_size: int
     stream_interval: float
     dashboard_dir: Path
+    metrics_allow: tuple[IPNetwork, ...]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, port: int | None = None) -> GatewaySettings:
@@ -143,6 +154,7 @@ class GatewaySettings:
             pg_pool_size=env.integer("PG_POOL_SIZE", 10, minimum=1, maximum=500),
             stream_interval=env.number("ADMIN_STREAM_INTERVAL", 1.0, minimum=0.05),
             dashboard_dir=Path(env.text("DASHBOARD_DIR", str(DEFAULT_DASHBOARD_DIR))),
+            metrics_allow=env.networks("METRICS_ALLOW") or PRIVATE_NETWORKS,
         )
 
 

@@ -41,8 +41,10 @@ def add_health_routes(
     checks: Mapping[str, Check],
     *,
     serves_without: Callable[[frozenset[str]], bool] | None = None,
+    metrics_visible_to: Callable[[web.Request], bool] | None = None,
 ) -> None:
-    """``serves_without(failing)`` says whether the process can still serve with those checks failing."""
+    """``serves_without(failing)`` says whether the process can still serve with those checks failing;
+    ``metrics_visible_to(request)`` whether ``/metrics`` may answer this caller (404 otherwise)."""
 
     async def health(request: web.Request) -> web.Response:
         body = {"status": "ok", "service": request.app[SERVICE], "instance": request.app[INSTANCE_ID]}
@@ -72,4 +74,11 @@ def add_health_routes(
 
     app.router.add_get("/health", health)
     app.router.add_get("/ready", ready)
-    app.router.add_get("/metrics", metrics_handler(metrics))
+    serve_metrics = metrics_handler(metrics)
+
+    async def guarded_metrics(request: web.Request) -> web.StreamResponse:
+        if metrics_visible_to is not None and not metrics_visible_to(request):
+            raise web.HTTPNotFound
+        return await serve_metrics(request)
+
+    app.router.add_get("/metrics", guarded_metrics)

@@ -164,3 +164,25 @@ async def test_upstream_down_is_a_503_problem(make_gateway: GatewayFactory) -> N
     assert response.status == 503
     assert response.content_type == "application/problem+json"
     assert "Retry-After" in response.headers
+
+
+async def test_metrics_are_served_to_private_networks_only(make_gateway: GatewayFactory) -> None:
+    """/metrics shares the public port: a client whose address (behind a trusted proxy) is public gets 404."""
+    client = await make_gateway(TRUSTED_PROXIES="127.0.0.1/32")
+    assert (await client.get("/metrics")).status == 200  # Prometheus on loopback or a private network
+    assert (await client.get("/metrics", headers={"X-Forwarded-For": "10.2.3.4"})).status == 200
+    public = await client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+    assert public.status == 404
+    assert public.content_type == "application/problem+json"
+
+
+async def test_a_forged_forwarded_for_cannot_hide_a_public_client_from_the_metrics_guard(
+    make_gateway: GatewayFactory,
+) -> None:
+    client = await make_gateway(TRUSTED_PROXIES="127.0.0.1/32", METRICS_ALLOW="198.51.100.0/24")
+    # The peer (127.0.0.1) is trusted, so the client is the right-most untrusted entry: 203.0.113.9, not the
+    # allowed address a client prepended.
+    forged = await client.get("/metrics", headers={"X-Forwarded-For": "198.51.100.7, 203.0.113.9"})
+    assert forged.status == 404
+    allowed = await client.get("/metrics", headers={"X-Forwarded-For": "198.51.100.7"})
+    assert allowed.status == 200
