@@ -12,7 +12,7 @@ WORKDIR /frontend
 # `frontend*` (a wildcard) instead of `frontend/`: BuildKit accepts a wildcard that matches nothing, so the image
 # also builds before the dashboard exists. Without a package.json the gateway gets an empty dist.
 COPY frontend* ./
-RUN if [ -f package.json ]; then npm ci --no-audit --no-fund && npm run build; else mkdir -p dist; fi
+RUN if [ -f package.json ]; then npm install --no-save --no-audit --no-fund && npm run build; else mkdir -p dist; fi
 
 # --- 2. the Python package, built as a wheel and installed into a self-contained venv ---------------------------
 FROM python:3.11-slim-bookworm AS builder

@@ -61,8 +61,11 @@ else
 	@$(MAKE) --no-print-directory $(FRONTEND_DIST)
 endif
 
+# `npm install` rather than `npm ci`: npm 11 writes lockfiles without other platforms' optional packages
+# (rollup's native builds), and `npm ci` then refuses the lock as out of sync on a fresh clone. Installing
+# against the lock with --no-save gives the same pinned versions and never rewrites the lockfile.
 $(FRONTEND_DEPS): frontend/package.json frontend/package-lock.json
-	cd frontend && npm ci --no-audit --no-fund
+	cd frontend && npm install --no-save --no-audit --no-fund
 	touch $@
 
 $(FRONTEND_DIST): $(FRONTEND_DEPS) $(FRONTEND_SOURCES)
