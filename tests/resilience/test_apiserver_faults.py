@@ -1,0 +1,126 @@
+"""Apiserver faults under continuous mixed load through the gateway: a ``kill -9``, then a rolling restart.
+
+One three-apiserver stack serves both scenarios (the first leaves every replica running again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+
+import aiohttp
+import pytest
+
+from tests.helpers import Server, run_sync, server_root
+from tests.processes import SuiteProcess
+from tests.resilience.cluster import Cluster, backend_id, reset_state, start_cluster
+from tests.resilience.conftest import prepare
+from tests.resilience.load import LoadRun, MixedLoad, failed, poll_until
+from tests.resilience.report import record
+
+pytestmark = pytest.mark.e2e
+SUITE = "resilience"
+# Clients in flight at once: enough that several requests are on the victim when it dies.
+CONCURRENCY = 12
+
+
+@pytest.fixture(scope="module")
+def cluster(postgres_server: Server, redis_server: Server) -> Iterator[Cluster]:
+    run_sync(reset_state(postgres_server.url, redis_server.url))
+    with server_root("scalable-api-resilience-") as tmp:
+        running = start_cluster(tmp, postgres_server.url, redis_server.url, apiservers=3)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+
+async def test_kill_9_an_apiserver_fails_no_idempotent_request(cluster: Cluster, http: aiohttp.ClientSession) -> None:
+    assert await poll_until(lambda: cluster.every_apiserver_serves(http), within=15) is not None
+    data = await prepare(http, cluster)
+    mix = MixedLoad(cluster.gateway, data.auth, data.read_ids, data.own_ids)
+    load = LoadRun(http, mix.pick, concurrency=CONCURRENCY, budget=20_000, deadline=40, observe=mix.observe).start()
+    victim = cluster.apiservers[1]
+    await load.more(300)
+
+    killed_at = time.monotonic()
+    await asyncio.to_thread(victim.kill)
+    await load.more(400)
+    await cluster.restart(victim)
+    ready_at = time.monotonic()
+
+    async def back_in_rotation() -> bool:
+        backend = await cluster.backend(http, victim)
+        return bool(backend["in_rotation"]) and await cluster.every_apiserver_serves(http)
+
+    recovery = await poll_until(back_in_rotation, within=10)
+    await load.more(200)
+    samples = await load.stop()
+    budget = (await cluster.lb_status(http))["retry_budget"]
+
+    bad = failed(samples, idempotent_only=True)
+    record(
+        SUITE,
+        "apiserver_kill_9",
+        title="`kill -9` one of 3 apiservers",
+        guarantee="0 failed idempotent requests; back in rotation after restart",
+        samples=samples,
+        failed=len(bad),
+        recovery_s=recovery,
+        extra={
+            "failed_posts": len(failed(samples)) - len(bad),
+            "seconds_down": round(ready_at - killed_at, 2),
+            "acknowledged_posts": len(mix.acknowledged),
+            "balancer_retries_refused_by_budget": budget["refused"],
+            "failures": sorted({sample.error[:120] for sample in failed(samples)}),
+        },
+    )
+    assert bad == [], f"{len(bad)} idempotent requests failed: {bad[:5]}"
+    assert recovery is not None, f"{backend_id(victim)} not back in rotation 10 s after it was ready again"
+
+
+async def test_rolling_restart_of_every_apiserver_fails_no_request(
+    cluster: Cluster, http: aiohttp.ClientSession
+) -> None:
+    """Drain, stop (SIGTERM), start, wait until healthy in the pool, enable: one apiserver at a time."""
+    assert await poll_until(lambda: cluster.every_apiserver_serves(http), within=15) is not None
+    data = await prepare(http, cluster)
+    mix = MixedLoad(cluster.gateway, data.auth, data.read_ids, data.own_ids)
+    load = LoadRun(http, mix.pick, concurrency=8, budget=30_000, deadline=60, observe=mix.observe).start()
+    await load.more(200)
+    started = time.monotonic()
+    per_server: list[float] = []
+    for process in cluster.apiservers:
+        began = time.monotonic()
+        assert await cluster.control(http, process, "drain") == 200
+        await asyncio.to_thread(process.stop)
+        await cluster.restart(process)
+
+        async def healthy(process: SuiteProcess = process) -> bool:
+            return bool((await cluster.backend(http, process))["healthy"])
+
+        assert await poll_until(healthy, within=10) is not None
+        assert await cluster.control(http, process, "enable") == 200
+        per_server.append(time.monotonic() - began)
+    total = time.monotonic() - started
+    recovery = await poll_until(lambda: cluster.every_apiserver_serves(http), within=10)
+    samples = await load.stop()
+
+    bad = failed(samples)
+    record(
+        SUITE,
+        "apiserver_rolling_restart",
+        title="Rolling restart of every apiserver (drain → stop → start → enable)",
+        guarantee="0 failed requests (POSTs included)",
+        samples=samples,
+        failed=len(bad),
+        recovery_s=recovery,
+        extra={
+            "restart_seconds_each": [round(value, 2) for value in per_server],
+            "rollout_seconds": round(total, 2),
+            "via": "balancer /lb/backends/{id}/drain|enable",
+        },
+    )
+    assert bad == [], f"{len(bad)} requests failed during the rolling restart: {bad[:5]}"
+    assert recovery is not None
