@@ -50,13 +50,18 @@ _SESSION: Schema = {
 _RESOURCE_BODY: Schema = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "maxLength": 200},
-        "type": {"type": "string"},
+        "name": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "\\S"},
+        "type": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,49}$"},
         "data": {"type": "object"},
     },
     "additionalProperties": False,
 }
+_RESOURCE_CREATE: Schema = {**_RESOURCE_BODY, "required": ["name", "type"]}
+_RESOURCE_PATCH: Schema = {**_RESOURCE_BODY, "minProperties": 1}
 _ANY: Schema = {"type": "object"}
+# Path parameters as the edge accepts them (it refuses encoded slashes, backslashes and dots with a 400).
+_TOKEN: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,199}$"}
+_PATH_PARAMS: dict[str, Schema] = {"id": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}}
 
 
 def _json(schema: Schema, description: str = "OK") -> Schema:
@@ -74,9 +79,20 @@ def _op(
     params: tuple[str, ...] = (),
 ) -> Schema:
     responses: Schema = {ok: _json(response or _ANY) if ok != "204" else {"description": "No content"}}
-    errors = {"400": "Bad request", "429": "Rate limited", "503": "Overloaded or unavailable"}
-    if auth != "none":
+    errors = {
+        "400": "Bad request",
+        "404": "Not found",
+        "413": "Body too large",
+        "415": "Body is not JSON",
+        "422": "Invalid body or fields",
+        "429": "Rate limited",
+        "503": "Overloaded or unavailable",
+    }
+    if body is not None or ok == "204":  # writes: ownership, conflicts and stale If-Match
+        errors |= {"403": "Not allowed", "409": "Conflict", "412": "Stale If-Match"}
+    if auth != "none" or body is not None:  # sign-in and refresh answer 401 for bad credentials
         errors["401"] = "Not authenticated"
+        errors.setdefault("403", "Not allowed (e.g. key management with an API key)")
     if auth == "admin":
         errors["403"] = "Not an admin"
     for status, text in errors.items():
@@ -91,13 +107,14 @@ def _op(
         operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": body}}}
     if params:
         operation["parameters"] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in params
+            {"name": name, "in": "path", "required": True, "schema": _PATH_PARAMS.get(name, _TOKEN)} for name in params
         ]
     return operation
 
 
 def _credentials(*fields: str) -> Schema:
-    return {"type": "object", "properties": {name: {"type": "string"} for name in fields}, "required": list(fields)}
+    properties = {name: {"type": "string", "minLength": 1, "pattern": r"\S"} for name in fields}
+    return {"type": "object", "properties": properties, "required": list(fields)}
 
 
 PATHS: Schema = {
@@ -129,12 +146,12 @@ PATHS: Schema = {
     "/api/v1/keys/{id}": {"delete": _op("Revoke an API key", "keys", ok="204", params=("id",))},
     "/api/v1/resources": {
         "get": _op("List resources (keyset pagination)", "resources", auth="none"),
-        "post": _op("Create a resource", "resources", ok="201", body=_RESOURCE_BODY),
+        "post": _op("Create a resource", "resources", ok="201", body=_RESOURCE_CREATE),
     },
     "/api/v1/resources/{id}": {
         "get": _op("Read a resource", "resources", auth="none", params=("id",)),
-        "put": _op("Replace a resource", "resources", body=_RESOURCE_BODY, params=("id",)),
-        "patch": _op("Update a resource", "resources", body=_RESOURCE_BODY, params=("id",)),
+        "put": _op("Replace a resource", "resources", body=_RESOURCE_CREATE, params=("id",)),
+        "patch": _op("Update a resource", "resources", body=_RESOURCE_PATCH, params=("id",)),
         "delete": _op("Delete a resource", "resources", ok="204", params=("id",)),
     },
     "/api/v1/status": {"get": _op("The instance that served this request", "system", auth="none")},
@@ -177,7 +194,7 @@ PATHS: Schema = {
         "post": {
             **_op("Drain or re-enable a balancer backend", "admin", auth="admin", params=("backend",)),
             "parameters": [
-                {"name": "backend", "in": "path", "required": True, "schema": {"type": "string"}},
+                {"name": "backend", "in": "path", "required": True, "schema": _TOKEN},
                 {
                     "name": "action",
                     "in": "path",
@@ -200,11 +217,28 @@ PATHS: Schema = {
             "summary": "The admin dashboard (static single-page app; its data comes from the admin API)",
             "tags": ["dashboard"],
             "security": [],
-            "parameters": [{"name": "tail", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "parameters": [
+                {
+                    "name": "tail",
+                    "in": "path",
+                    "required": True,
+                    # What the edge accepts as a canonical path: plain segments, no "..", "//" or backslashes
+                    # (anything else is refused with 400 before it reaches the dashboard).
+                    "schema": {
+                        "type": "string",
+                        "maxLength": 200,
+                        "pattern": "^(?!.*\\.\\.)(?!.*//)[A-Za-z0-9_-][A-Za-z0-9._/-]*$",
+                    },
+                }
+            ],
             "responses": {
                 "200": {
                     "description": "A dashboard file, or index.html for a client route",
                     "content": {"text/html": {}},
+                },
+                "400": {
+                    "description": "The path is not in canonical form",
+                    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
                 },
                 "404": {"description": "No such dashboard file"},
                 "503": {"description": "The dashboard is not built (the detail says how to build it)"},
