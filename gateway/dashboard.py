@@ -52,7 +52,8 @@ IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
 BUILD_HINT = (
     "The admin dashboard is not built. Run `make frontend` (needs Node.js 20.19+ and npm), or "
-    "`npm --prefix frontend ci && npm --prefix frontend run build`, or point DASHBOARD_DIR at a built copy."
+    "`npm --prefix frontend install --no-save && npm --prefix frontend run build`, or point DASHBOARD_DIR at a "
+    "built copy."
 )
 
 
@@ -60,8 +61,11 @@ def resolve_file(root: Path, tail: str) -> Path | None:
     """The file ``tail`` names inside ``root``, or None when it is missing or would escape ``root``."""
     if "\x00" in tail:
         return None
-    candidate = (root / tail).resolve()
-    if not candidate.is_relative_to(root) or not candidate.is_file():
+    try:
+        candidate = (root / tail).resolve()
+        if not candidate.is_relative_to(root) or not candidate.is_file():
+            return None
+    except (OSError, ValueError):  # a segment longer than the file system allows, and the like: no such file
         return None
     return candidate
 

@@ -79,3 +79,14 @@ async def test_unbuilt_dashboard_says_how_to_build_it(
     assert response.content_type == "application/problem+json"
     assert "make frontend" in (await response.json())["detail"]
     assert (await client.get("/health")).status == 200
+
+
+async def test_an_overlong_path_segment_is_a_404_not_a_500(
+    aiohttp_client: ClientFactory, database_url: str, redis_url: str, dist: Path
+) -> None:
+    """schemathesis found it: a 300-byte segment made the file-system lookup raise ENAMETOOLONG."""
+    client = await gateway_for(aiohttp_client, database_url, redis_url, dist)
+    for path in ("/dashboard/" + "a" * 300 + ".js", "/dashboard/" + "é" * 200):
+        response = await client.get(path)
+        assert response.status in (200, 404), path  # a client route falls back to index.html
+        assert response.status != 500
