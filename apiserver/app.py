@@ -57,12 +57,13 @@ def _build_breakers(
             clock=clock,
             on_state_change=listener,
         ),
-        # Redis as a cache: after 3 straight failures skip it for 1 s (up to 5 s), then one trial call.
+        # Redis as a cache: after 3 straight failures skip it for 1 s (up to 2 s), then one trial call, so a
+        # returning Redis is used again within about 2 s.
         REDIS_BREAKER: AsyncCircuitBreaker(
             REDIS_BREAKER,
             fail_max=3,
             reset_timeout=1.0,
-            max_reset_timeout=5.0,
+            max_reset_timeout=2.0,
             clock=clock,
             on_state_change=listener,
         ),
