@@ -111,8 +111,10 @@ class Balancer:
         skipped: set[str] = set()
         while True:
             candidates = [b for b in self.pool.backends if b.id not in tried and b.id not in skipped and b.routable()]
-            if not candidates:
+            if len(candidates) * 2 < len(self._health_passing(tried)):
                 return self._panic_choice(tried)
+            if not candidates:
+                return None
             due = [backend for backend in candidates if backend.breaker.state == OPEN]
             backend = due[0] if due else self.picker.pick(candidates)
             try:
@@ -120,16 +122,20 @@ class Balancer:
             except BreakerOpen:
                 skipped.add(backend.id)
 
-    def _panic_choice(self, tried: set[str]) -> tuple[Backend, Permit] | None:
-        """No backend is routable: if some still pass their health checks, every one of them has its breaker open.
+    def _health_passing(self, tried: set[str]) -> list[Backend]:
+        return [b for b in self.pool.backends if b.id not in tried and b.health.up and not b.draining]
 
-        One sick backend gets ejected; all of them at once is a fleet-wide condition, typically a shared
+    def _panic_choice(self, tried: set[str]) -> tuple[Backend, Permit] | None:
+        """Fewer than half the health-passing backends are routable: the rest have their breakers open.
+
+        One sick backend gets ejected; most of them at once is a fleet-wide condition, typically a shared
         dependency (the database) making every replica answer 503 to writes while it can still serve cached
-        reads. Ejecting them all would turn that into a total outage, so, like Envoy's panic threshold, route
-        across the health-passing backends regardless of their breakers. The breakers stay open (outcomes of
-        these calls do not count) and close through their own trial once the condition clears.
+        reads. Ejecting them would turn that into an outage, or pile all traffic on the last one standing, so,
+        like Envoy's panic threshold (50 %), route across every health-passing backend regardless of its
+        breaker. The breakers stay open (outcomes of these calls do not count) and close through their own
+        trial once the condition clears. With no health-passing backend at all there is nothing to route to.
         """
-        healthy = [b for b in self.pool.backends if b.id not in tried and b.health.up and not b.draining]
+        healthy = self._health_passing(tried)
         if not healthy:
             return None
         self.metrics.panic.inc()
