@@ -50,7 +50,7 @@ async def _lookup_resource(request: web.Request, resource_id: int) -> Lookup:
         return (0, b"") if record is None else (record["version"], to_json(record))
 
     try:
-        return await request.app[CACHE].get(f"res:{resource_id}", load)
+        return await request.app[CACHE].load(f"res:{resource_id}", load)
     except DatabaseUnavailable:
         raise unavailable("The database is unavailable and this resource is not cached.") from None
 

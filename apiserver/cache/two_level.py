@@ -23,8 +23,9 @@ Lists are cached under ``list:{generation}:{query}``; a write bumps the generati
 simply never asked for again and expire by TTL (no KEYS or SCAN on any request path).
 
 Coherence when pub/sub is lost: L1 is cleared and bypassed until the subscription is back (a replica that
-cannot hear invalidations must not serve from memory). A load that overlaps an invalidation does not enter
-L1 (the invalidation epoch changed meanwhile), so a stale read cannot be re-cached behind a write.
+cannot hear invalidations must not serve from memory). A load that overlaps an invalidation of its key does
+not enter L1 (invalidations are remembered per key for a minute), so a stale read cannot be re-cached behind
+a write, while writes to other keys leave fills alone.
 Redis down: the L2 breaker opens and requests go to L1 (when subscribed) and PostgreSQL, never a 500.
 """
 
@@ -38,6 +39,7 @@ from dataclasses import dataclass, field
 
 import orjson
 import structlog
+from cachetools import TTLCache
 from redis.exceptions import RedisError
 
 from apiserver.cache.entry import Entry, SourceUnavailable
@@ -94,7 +96,10 @@ class TwoLevelCache:
         self.stats = stats
         self.instance_id = instance_id
         self._clock = clock
-        self._epoch = 0
+        self._epoch = 0  # bumped when the whole L1 is dropped (clear, pub/sub lost or regained)
+        self._sequence = 0  # bumped per invalidation; _invalidated_at remembers it per key for a while
+        # Only invalidations newer than the oldest fill in flight matter; fills take far less than 60 s.
+        self._invalidated_at: TTLCache[str, int] = TTLCache(maxsize=100_000, ttl=60.0)
         self._inflight: dict[str, asyncio.Future[Lookup]] = {}
         self.list_generation = 0
         self.subscription = _Subscription()
@@ -121,6 +126,10 @@ class TwoLevelCache:
         entry = self.peek_l1(key)
         if entry is not None:
             return Lookup(entry, "l1")
+        return await self.load(key, loader)
+
+    async def load(self, key: str, loader: Loader) -> Lookup:
+        """The L2/PostgreSQL part of ``get``, for a caller that already missed ``peek_l1`` (counted once)."""
         pending = self._inflight.get(key)
         if pending is None:
             pending = asyncio.ensure_future(self._fill(key, loader))
@@ -129,7 +138,7 @@ class TwoLevelCache:
         return await asyncio.shield(pending)
 
     async def _fill(self, key: str, loader: Loader) -> Lookup:
-        epoch = self._epoch
+        epoch = self._fill_token()
         stale = self.l1.get(key) if self.subscription.connected else None
         l2_up = True
         try:
@@ -159,7 +168,9 @@ class TwoLevelCache:
                 return cached
         return None
 
-    async def _load(self, key: str, loader: Loader, stale: Entry | None, epoch: int, *, l2_up: bool) -> Lookup:
+    async def _load(
+        self, key: str, loader: Loader, stale: Entry | None, epoch: tuple[int, int], *, l2_up: bool
+    ) -> Lookup:
         try:
             version, payload = await loader()
         except SourceUnavailable:
@@ -180,9 +191,21 @@ class TwoLevelCache:
             return self.config.list_ttl
         return self.config.fresh_ttl if payload else self.config.negative_ttl
 
-    def _store_l1(self, key: str, entry: Entry, epoch: int) -> None:
-        if self.subscription.connected and epoch == self._epoch:
-            self.l1.put(key, entry)
+    def _fill_token(self) -> tuple[int, int]:
+        return self._epoch, self._sequence
+
+    def _store_l1(self, key: str, entry: Entry, token: tuple[int, int]) -> None:
+        """Keep a fill in L1 unless its key was invalidated (or the whole L1 dropped) while it was loading.
+
+        Tracking invalidations per key, not globally, matters under writes: with a global epoch every write
+        anywhere discarded every fill in flight, and hot keys kept missing L1 after each write.
+        """
+        epoch, sequence = token
+        if not self.subscription.connected or epoch != self._epoch:
+            return
+        if self._invalidated_at.get(key, 0) > sequence:
+            return
+        self.l1.put(key, entry)
 
     def list_key(self, query: str) -> str:
         return f"list:{self.list_generation}:{query}"
@@ -220,9 +243,10 @@ class TwoLevelCache:
         return deleted
 
     def _invalidate_local(self, keys: list[str]) -> None:
-        self._epoch += 1
+        self._sequence += 1
         for key in keys:
             self.l1.evict(key)
+            self._invalidated_at[key] = self._sequence
 
     def apply_message(self, raw: bytes) -> None:
         try:

@@ -277,3 +277,14 @@ async def test_ready_is_503_only_when_both_dependencies_are_gone(
     failing = gone["failing"]
     assert isinstance(failing, dict)
     assert set(failing) == {"postgres", "redis"}
+
+
+async def test_each_l1_miss_is_counted_once(api: Client) -> None:
+    def l1_misses(text: str) -> float:
+        line = next(x for x in text.splitlines() if x.startswith('cache_requests_total{level="l1",result="miss"}'))
+        return float(line.rsplit(" ", 1)[1])
+
+    before = l1_misses(await (await api.get("/metrics")).text())
+    assert (await api.get("/api/v1/resources/11")).headers["X-Cache"] == "MISS"
+    after = l1_misses(await (await api.get("/metrics")).text())
+    assert after - before == 1

@@ -193,3 +193,41 @@ async def test_clear_leaves_other_namespaces(redis_url: str) -> None:
             await wait_until(lambda: _true(len(peer.l1) == 0), within=1)
     finally:
         await raw.aclose()
+
+
+class GatedLoader:
+    """A loader that waits until the test lets it finish, so a write can land while the fill is in flight."""
+
+    def __init__(self, version: int, payload: bytes) -> None:
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        self.version = version
+        self.payload = payload
+
+    async def __call__(self) -> tuple[int, bytes]:
+        self.entered.set()
+        await self.release.wait()
+        return self.version, self.payload
+
+
+async def test_a_write_to_another_key_does_not_discard_a_fill_in_flight(redis_url: str) -> None:
+    async with cache_instance(redis_url, "a") as cache:
+        loader = GatedLoader(1, b"hot")
+        fill = asyncio.create_task(cache.get("res:1", loader))
+        await asyncio.wait_for(loader.entered.wait(), 5)  # the fill is now waiting on the database
+        await cache.write_through("res:2", cache.entry_for_write(5, b"other"))
+        loader.release.set()
+        assert (await fill).entry.payload == b"hot"
+        assert (await cache.get("res:1", CountingLoader())).source == "l1"
+
+
+async def test_a_write_to_the_same_key_keeps_the_overlapping_fill_out_of_l1(redis_url: str) -> None:
+    async with cache_instance(redis_url, "a") as cache:
+        loader = GatedLoader(1, b"old")  # read before the write committed
+        fill = asyncio.create_task(cache.get("res:3", loader))
+        await asyncio.wait_for(loader.entered.wait(), 5)
+        await cache.write_through("res:3", cache.entry_for_write(2, b"new"))
+        loader.release.set()
+        await fill
+        assert cache.l1.get("res:3") is None, "the stale fill must not be cached behind the write"
+        assert (await cache.get("res:3", CountingLoader(version=1, payload=b"old"))).entry.payload == b"new"
