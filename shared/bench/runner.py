@@ -185,7 +185,8 @@ def _measure(stack: Stack, scenario: Scenario, options: BenchOptions, credential
     )
     drift = sampler.stop()
     after = asyncio.run(_counters(stack))
-    after_cpu = {name: sample(p) for name, p in pids.items()}
+    # Listed again: PostgreSQL starts a backend per new pooled connection, and those count from zero.
+    after_cpu = {name: sample(p) for name, p in stack.process_pids().items()}
     return _summarise(scenario, result, before_cpu, after_cpu, before, after, drift)
 
 
