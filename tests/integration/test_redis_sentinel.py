@@ -3,24 +3,18 @@ killed and a replica promoted, writes are still announced and every instance's L
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import ExitStack, asynccontextmanager, suppress
+from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
 
-from apiserver.cache.local import LocalCache
-from apiserver.cache.redis import RedisCache
-from apiserver.cache.stats import CacheStats
-from apiserver.cache.two_level import CacheConfig, TwoLevelCache
 from database.embedded import EmbeddedRedis, free_port
 from database.sentinel import EmbeddedSentinel
-from shared.breaker import AsyncCircuitBreaker
-from shared.resources import make_redis, parse_sentinel_url
+from shared.resources import parse_sentinel_url
 from tests.helpers import skip_unless_embedded_servers, wait_until
+from tests.integration.cache_support import cache_instance
 
 pytestmark = pytest.mark.integration
 SERVICE = "scalable"
@@ -50,39 +44,12 @@ def topology(tmp_path: Path) -> Iterator[tuple[EmbeddedRedis, EmbeddedRedis, Emb
         yield primary, replica, sentinel
 
 
-@asynccontextmanager
-async def cache_on(url: str, name: str) -> AsyncIterator[TwoLevelCache]:
-    client = make_redis(url)
-    stats = CacheStats(CollectorRegistry())
-    breaker = AsyncCircuitBreaker(f"redis-{name}", fail_max=3, reset_timeout=0.2, max_reset_timeout=0.5)
-    cache = TwoLevelCache(
-        LocalCache(max_entries=100, max_age=600),
-        RedisCache(client, breaker),
-        config=CacheConfig(),
-        stats=stats,
-        instance_id=name,
-    )
-    task = asyncio.create_task(cache.run_subscriber())
-    try:
-        await wait_until(lambda: _now(cache.l1_enabled), within=10)
-        yield cache
-    finally:
-        task.cancel()
-        with suppress(asyncio.CancelledError):
-            await task
-        await client.aclose()
-
-
-async def _now(value: bool) -> bool:
-    return value
-
-
 async def test_cache_invalidation_survives_a_failover(
     topology: tuple[EmbeddedRedis, EmbeddedRedis, EmbeddedSentinel],
 ) -> None:
     primary, replica, sentinel = topology
     url = f"redis+sentinel://127.0.0.1:{sentinel.port}/{SERVICE}/0"
-    async with cache_on(url, "a") as writer, cache_on(url, "b") as reader:
+    async with cache_instance(url, "a") as writer, cache_instance(url, "b") as reader:
 
         async def loader() -> tuple[int, bytes]:
             return 1, b"v1"

@@ -5,22 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager, suppress
 
 import pytest
 import redis.asyncio as aioredis
-from prometheus_client import CollectorRegistry
 
 from apiserver.cache.entry import Entry, SourceUnavailable
-from apiserver.cache.local import LocalCache
-from apiserver.cache.redis import RedisCache
-from apiserver.cache.stats import CacheStats
-from apiserver.cache.two_level import CacheConfig, TwoLevelCache
+from apiserver.cache.two_level import CacheConfig
 from database.embedded import EmbeddedRedis
-from shared.breaker import AsyncCircuitBreaker
-from shared.resources import make_redis
 from tests.helpers import wait_until
+from tests.integration.cache_support import cache_instance, holds
 
 pytestmark = pytest.mark.integration
 
@@ -31,36 +24,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
-
-
-@asynccontextmanager
-async def cache_instance(
-    redis_url: str, name: str, *, clock: Callable[[], float] = time.time, config: CacheConfig | None = None
-) -> AsyncIterator[TwoLevelCache]:
-    client = make_redis(redis_url)
-    breaker = AsyncCircuitBreaker(f"redis-{name}", fail_max=3, reset_timeout=0.2, max_reset_timeout=0.5)
-    stats = CacheStats(CollectorRegistry())
-    cache = TwoLevelCache(
-        LocalCache(max_entries=1000, max_age=600, clock=clock),
-        RedisCache(client, breaker, on_command=stats.redis_command),
-        config=config or CacheConfig(),
-        stats=stats,
-        instance_id=name,
-        clock=clock,
-    )
-    subscriber = asyncio.create_task(cache.run_subscriber())
-    try:
-        await wait_until(lambda: _true(cache.l1_enabled), within=10)
-        yield cache
-    finally:
-        subscriber.cancel()
-        with suppress(asyncio.CancelledError):
-            await subscriber
-        await client.aclose()
-
-
-async def _true(value: bool) -> bool:
-    return value
 
 
 class CountingLoader:
@@ -164,12 +127,12 @@ async def test_redis_down_bypasses_l1_and_recovers(own_redis: EmbeddedRedis) -> 
         await cache.get("res:1", loader)
         assert (await cache.get("res:1", loader)).source == "l1"
         own_redis.kill()
-        await wait_until(lambda: _true(not cache.l1_enabled), within=5)
+        await wait_until(lambda: holds(not cache.l1_enabled), within=5)
         assert len(cache.l1) == 0
         for _ in range(5):
             assert (await cache.get("res:1", loader)).source == "db"  # still answers, straight from the source
         own_redis.start()
-        await wait_until(lambda: _true(cache.l1_enabled), within=5)
+        await wait_until(lambda: holds(cache.l1_enabled), within=5)
 
         async def served_from_l1() -> bool:
             await cache.get("res:1", loader)
@@ -190,7 +153,7 @@ async def test_clear_leaves_other_namespaces(redis_url: str) -> None:
             assert await raw.get("rl:x") == b"1"
             assert await raw.get("auth:y") == b"2"
             assert not await raw.exists("cache:res:1")
-            await wait_until(lambda: _true(len(peer.l1) == 0), within=1)
+            await wait_until(lambda: holds(len(peer.l1) == 0), within=1)
     finally:
         await raw.aclose()
 
