@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from shared.settings import CommonSettings, Env, SettingsError
+from shared.settings import CommonSettings, Env
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,16 +33,13 @@ class ApiServerSettings:
     def from_env(cls, environ: Mapping[str, str] | None = None, *, port: int | None = None) -> ApiServerSettings:
         env = Env(environ)
         common = CommonSettings.from_env(environ, service="apiserver")
-        if common.database_url is None:
-            raise SettingsError("DATABASE_URL: required (postgresql://user:password@host:port/database)")
-        if common.redis_url is None:
-            raise SettingsError("REDIS_URL: required (redis://host:port/0)")
+        database_url, redis_url = common.required_stores()
         return cls(
             common=common,
-            database_url=common.database_url,
+            database_url=database_url,
             replica_urls=env.items("DATABASE_REPLICA_URLS"),
             replica_poll_interval=env.number("REPLICA_POLL_INTERVAL", 0.1, minimum=0.01, maximum=10.0),
-            redis_url=common.redis_url,
+            redis_url=redis_url,
             port=port if port is not None else env.integer("PORT", 3001, minimum=1, maximum=65535),
             pg_pool_size=env.integer("PG_POOL_SIZE", 10, minimum=1, maximum=500),
             l1_max_entries=env.integer("CACHE_L1_MAX_ENTRIES", 10_000, minimum=0),

@@ -127,14 +127,11 @@ class GatewaySettings:
     def from_env(cls, environ: Mapping[str, str] | None = None, *, port: int | None = None) -> GatewaySettings:
         env = Env(environ)
         common = CommonSettings.from_env(environ, service="gateway")
-        if common.database_url is None:
-            raise SettingsError("DATABASE_URL: required (postgresql://user:password@host:port/database)")
-        if common.redis_url is None:
-            raise SettingsError("REDIS_URL: required (redis://host:port/0)")
+        database_url, redis_url = common.required_stores()
         return cls(
             common=common,
-            database_url=common.database_url,
-            redis_url=common.redis_url,
+            database_url=database_url,
+            redis_url=redis_url,
             balancer_url=_url(env, "BALANCER_URL", "http://127.0.0.1:3000"),
             apiserver_urls=tuple(url.rstrip("/") for url in env.items("APISERVER_URLS")),
             port=port if port is not None else env.integer("PORT", 8080, minimum=1, maximum=65535),

@@ -142,6 +142,14 @@ class CommonSettings:
         settings.check_secret("INTERNAL_SECRET", settings.internal_secret)
         return settings
 
+    def required_stores(self) -> tuple[str, str]:
+        """``(DATABASE_URL, REDIS_URL)`` for a process that cannot run without both."""
+        if self.database_url is None:
+            raise SettingsError("DATABASE_URL: required (postgresql://user:password@host:port/database)")
+        if self.redis_url is None:
+            raise SettingsError("REDIS_URL: required (redis://host:port/0 or redis+sentinel://host:port/service)")
+        return self.database_url, self.redis_url
+
     def check_secret(self, name: str, value: str) -> None:
         """Production never runs on a development default or a short secret."""
         if not self.production:
