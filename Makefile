@@ -22,7 +22,7 @@ run: $(STAMP)  ## start PostgreSQL, Redis and the whole stack (embedded unless D
 	@$(MAKE) --no-print-directory frontend || echo "warning: the dashboard build failed (see above); the API starts without /dashboard/"
 	$(BIN)/scalable-api up $(ARGS)
 
-bench: $(STAMP)  ## the load benchmark (wrk; about 4 minutes); `make bench ARGS=--quick` for about a minute
+bench: $(STAMP)  ## the load benchmark (wrk; about 5 minutes); `make bench-quick` for a short run
 	$(BIN)/scalable-api bench $(ARGS)
 
 bench-quick: $(STAMP)  ## the same as `make bench ARGS=--quick`
