@@ -127,7 +127,9 @@ def build_parser() -> argparse.ArgumentParser:
     restart.set_defaults(func=_restart_apiservers)
 
     bench = commands.add_parser("bench", help="start a private stack and measure it with wrk")
-    bench.add_argument("--quick", action="store_true", help="a short run (about 90 s): 5 s per scenario, 20,000 resources")
+    bench.add_argument(
+        "--quick", action="store_true", help="a short run (about 90 s): 5 s per scenario, 20,000 resources"
+    )
     bench.add_argument("--duration", type=float, default=20.0, help="seconds per scenario (default 20)")
     bench.add_argument("--connections", type=int, default=64, help="concurrent connections (default 64)")
     bench.add_argument("--resources", type=int, default=100_000, help="resources seeded (default 100000)")

@@ -17,7 +17,9 @@ import asyncpg
 import orjson
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
+from redis.backoff import NoBackoff
 
 from shared.keys import PG_POOL, REDIS
 
@@ -76,6 +78,10 @@ def make_redis(url: str, **options: Any) -> aioredis.Redis:
         "socket_timeout": 1.0,
         "health_check_interval": 10,
         "retry_on_timeout": False,
+        # redis-py's default retries 3 times with exponential backoff from 1 s: after a Redis restart every
+        # pooled socket is dead, and a breaker's one trial call could spend seconds in those retries. One
+        # immediate retry absorbs a stale pooled socket; anything else fails fast to the caller's breaker.
+        "retry": Retry(NoBackoff(), 1),
         "max_connections": 256,
     }
     defaults.update(options)
