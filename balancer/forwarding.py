@@ -108,11 +108,12 @@ class Balancer:
 
     def choose(self, tried: set[str]) -> tuple[Backend, Permit] | None:
         """A routable backend not in ``tried`` and a breaker permit for it, or None."""
+        healthy = [b for b in self.pool.backends if b.id not in tried and b.health.up and not b.draining]
         skipped: set[str] = set()
         while True:
-            candidates = [b for b in self.pool.backends if b.id not in tried and b.id not in skipped and b.routable()]
-            if len(candidates) * 2 < len(self._health_passing(tried)):
-                return self._panic_choice(tried)
+            candidates = [b for b in healthy if b.id not in skipped and b.routable()]
+            if len(candidates) * 2 < len(healthy):
+                return self._panic_choice(healthy)
             if not candidates:
                 return None
             due = [backend for backend in candidates if backend.breaker.state == OPEN]
@@ -122,10 +123,7 @@ class Balancer:
             except BreakerOpen:
                 skipped.add(backend.id)
 
-    def _health_passing(self, tried: set[str]) -> list[Backend]:
-        return [b for b in self.pool.backends if b.id not in tried and b.health.up and not b.draining]
-
-    def _panic_choice(self, tried: set[str]) -> tuple[Backend, Permit] | None:
+    def _panic_choice(self, healthy: list[Backend]) -> tuple[Backend, Permit] | None:
         """Fewer than half the health-passing backends are routable: the rest have their breakers open.
 
         One sick backend gets ejected; most of them at once is a fleet-wide condition, typically a shared
@@ -135,7 +133,6 @@ class Balancer:
         breaker. The breakers stay open (outcomes of these calls do not count) and close through their own
         trial once the condition clears. With no health-passing backend at all there is nothing to route to.
         """
-        healthy = self._health_passing(tried)
         if not healthy:
             return None
         self.metrics.panic.inc()
