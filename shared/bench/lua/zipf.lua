@@ -1,8 +1,8 @@
 -- Reads of /api/v1/resources/{id} with Zipf-distributed ids (rank k is requested with weight 1/k^s), the
 -- shape of real read-heavy traffic: a few ids are very hot, most are rare. Optional writes for mixed runs.
 --
--- args: <ids> <exponent s; 0 means uniform, -1 a sequential sweep> <write percent> [<header name> <header value>]
-local cdf, ids, write_percent, sweep, next_id = {}, 0, 0, false, 0
+-- args: <ids> <exponent s; 0 means uniform> <write percent> [<header name> <header value>]
+local cdf, ids, write_percent = {}, 0, 0
 local headers = {}
 local write_headers = {}
 
@@ -13,21 +13,15 @@ function init(args)
   if args[4] and args[4] ~= "" then headers[args[4]] = args[5] end
   for name, value in pairs(headers) do write_headers[name] = value end
   write_headers["Content-Type"] = "application/json"
-  sweep = s < 0
   if s > 0 then
     local total = 0
     for k = 1, ids do total = total + 1 / (k ^ s); cdf[k] = total end
     for k = 1, ids do cdf[k] = cdf[k] / total end
   end
   math.randomseed(os.time() + math.floor(os.clock() * 1000000))
-  next_id = math.random(1, ids)  -- each thread sweeps from its own starting point
 end
 
 local function pick()
-  if sweep then
-    next_id = next_id % ids + 1
-    return next_id
-  end
   if #cdf == 0 then return math.random(1, ids) end
   local u, lo, hi = math.random(), 1, ids
   while lo < hi do
