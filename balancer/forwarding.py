@@ -40,7 +40,7 @@ from balancer.settings import BalancerSettings
 from shared.breaker import OPEN, BreakerOpen, Permit
 from shared.errors import problem_response
 from shared.netaddr import append_forwarded_for
-from shared.proxy import (
+from shared.upstream import (
     UpstreamFailure,
     UpstreamResponse,
     client_body,

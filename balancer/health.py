@@ -21,7 +21,7 @@ from aiohttp import web
 from balancer.backend import Backend, Clock
 from balancer.pool import BackendPool
 from shared.breaker import CLOSED
-from shared.proxy import UpstreamFailure
+from shared.upstream import UpstreamFailure
 
 HealthListener = Callable[[Backend], None]
 _HEADERS = {"User-Agent": "scalable-api-balancer/health", "Accept": "application/json"}

@@ -18,7 +18,7 @@ import structlog
 from balancer.backend import Backend, Clock, HealthState
 from balancer.settings import BackendSpec, BalancerSettings
 from shared.breaker import STATE_CODES, AsyncCircuitBreaker
-from shared.proxy import Upstream
+from shared.upstream import Upstream
 
 Listener = Callable[[Backend, bool], None]  # (backend, added)
 BreakerListener = Callable[[Backend, str, str], None]  # (backend, old state, new state)

@@ -1,6 +1,6 @@
 """Development seed data: two accounts and a configurable number of sample resources.
 
-The accounts are fixed and documented (`DEV_ACCOUNTS`) so the README's curl examples work on a fresh stack;
+The accounts are fixed and documented (`database.accounts`) so the README's curl examples work on a fresh stack;
 the production settings refuse to start while they still have these passwords. Resources go in with binary
 COPY (`copy_records_to_table`), which loads 100,000 rows in a few seconds where INSERTs would take minutes.
 
@@ -19,28 +19,13 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from database.accounts import DEV_ACCOUNTS
 from shared.passwords import hash_password
 
-__all__ = ["DEV_ACCOUNTS", "RESOURCE_TYPES", "DevAccount", "SeedResult", "seed"]
+__all__ = ["RESOURCE_TYPES", "SeedResult", "seed"]
 
 RESOURCE_TYPES = ("article", "product", "event", "place", "note")
 _TAGS = ("new", "popular", "featured", "archived", "draft", "local", "sale")
-
-
-@dataclass(frozen=True)
-class DevAccount:
-    """A seeded login, printed by `scalable-api up` and used by the README examples."""
-
-    email: str
-    password: str
-    role: str
-    tier: str
-
-
-DEV_ACCOUNTS: tuple[DevAccount, ...] = (
-    DevAccount("admin@example.com", "admin123", "admin", "enterprise"),
-    DevAccount("user@example.com", "user123", "user", "free"),
-)
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import Counter
 
-from database.seed import DEV_ACCOUNTS
+from database.accounts import DEV_ACCOUNTS
 from gateway.admin.accounts import add_account_routes
 from gateway.admin.routes import add_admin_routes
 from gateway.admin.stream import add_stream_route
@@ -56,9 +56,9 @@ from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE
 from shared.metrics import Metrics, metrics_middleware
 from shared.netaddr import client_address
 from shared.passwords import verify_password
-from shared.proxy import Upstream
 from shared.resources import make_redis, pg_context
 from shared.settings import SettingsError
+from shared.upstream import Upstream
 
 PROBES = frozenset({"/health", "/ready", "/metrics"})
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]

@@ -14,7 +14,7 @@ from gateway.auth.users import UserRepository
 from gateway.ratelimit.failover import FailoverRateLimiter
 from gateway.settings import GatewaySettings
 from gateway.stats import GatewayStats
-from shared.proxy import Upstream
+from shared.upstream import Upstream
 
 SETTINGS = web.AppKey("gateway_settings", GatewaySettings)
 TOKENS = web.AppKey("access_tokens", AccessTokens)

@@ -23,7 +23,7 @@ from shared.context import REQUEST_ID_HEADER
 from shared.errors import Problem
 from shared.identity import IDENTITY_HEADER, sign_identity
 from shared.keys import REQUEST_ID
-from shared.proxy import UpstreamFailure, outgoing_headers, proxy_request
+from shared.upstream import UpstreamFailure, outgoing_headers, proxy_request
 
 PROXIED_ROUTES: tuple[tuple[str, str], ...] = (
     ("GET", "/api/v1/resources"),

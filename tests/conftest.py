@@ -16,9 +16,11 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 
-from database.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from database.migrate import run_migrations
 from database.seed import seed
+from stack.services.ports import free_port
+from stack.services.postgres import EmbeddedPostgres
+from stack.services.redis import EmbeddedRedis
 from tests.helpers import (
     TEST_DATABASE_URL,
     TEST_REDIS_URL,

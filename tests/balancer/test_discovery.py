@@ -22,8 +22,8 @@ from balancer.backend import Backend
 from balancer.discovery import Discovery, SystemResolver
 from balancer.keys import BALANCER, DISCOVERY, HEALTH
 from balancer.settings import BalancerSettings
-from database.embedded import free_port
 from shared.settings import SettingsError
+from stack.services.ports import free_port
 from tests.balancer.backend_app import create_backend
 from tests.balancer.conftest import settings_for, state
 from tests.helpers import wait_until

@@ -18,7 +18,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from database.embedded import free_port
+from stack.services.ports import free_port
 from tests.helpers import wait_until
 from tests.processes import SuiteProcess, start_process, suite_env
 

@@ -26,10 +26,12 @@ import asyncpg
 import pytest
 from multidict import CIMultiDict
 
-from database.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from database.seed import seed
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.settings import DEV_INTERNAL_SECRET
+from stack.services.ports import free_port
+from stack.services.postgres import EmbeddedPostgres
+from stack.services.redis import EmbeddedRedis
 from tests.helpers import wait_until
 from tests.processes import SuiteProcess, suite_env
 

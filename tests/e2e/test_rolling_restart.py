@@ -1,6 +1,6 @@
 """A rolling restart of every apiserver under ``scalable-api up``, under continuous load, fails no request.
 
-The test runs the real ``python -m shared.cli up`` (3 apiservers, the balancer, the gateway) against the suite's
+The test runs the real ``python -m stack.cli up`` (3 apiservers, the balancer, the gateway) against the suite's
 PostgreSQL and Redis on free ports, keeps GET and POST load flowing through the balancer, asks for the restart
 the way an operator does (``scalable-api restart-apiservers``, which signals the ``up`` through its pid file)
 and checks what a client and an operator would notice: every response 2xx, every apiserver a new process, and
@@ -27,9 +27,9 @@ from typing import IO
 import aiohttp
 import pytest
 
-from database.embedded import free_port
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.settings import DEV_INTERNAL_SECRET
+from stack.services.ports import free_port
 from tests.helpers import wait_until
 from tests.processes import suite_env
 
@@ -113,7 +113,7 @@ def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[Stack]:
     log_path = tmp_path / "up.log"
     log = log_path.open("ab")
     process = subprocess.Popen(
-        [sys.executable, "-m", "shared.cli", "up", *args], env=env, stdout=log, stderr=subprocess.STDOUT
+        [sys.executable, "-m", "stack.cli", "up", *args], env=env, stdout=log, stderr=subprocess.STDOUT
     )
     ports = [first + index for index in range(APISERVERS)]
     running = Stack(process, log_path, data_dir, ports, balancer_port, log)
@@ -198,7 +198,7 @@ async def test_rolling_restart_of_every_apiserver_under_load_fails_no_request(st
 
             await wait_until(flowing, within=10)
             started = time.monotonic()
-            command = [sys.executable, "-m", "shared.cli", "restart-apiservers", "--data-dir", str(stack.data_dir)]
+            command = [sys.executable, "-m", "stack.cli", "restart-apiservers", "--data-dir", str(stack.data_dir)]
             result = await asyncio.to_thread(subprocess.run, command, capture_output=True, timeout=30)
             assert result.returncode == 0, result.stderr.decode()
 

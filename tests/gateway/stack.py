@@ -6,7 +6,7 @@ import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from database.embedded import free_port
+from stack.services.ports import free_port
 from tests.processes import SuiteProcess, start_process, suite_env
 
 

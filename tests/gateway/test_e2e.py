@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from database.embedded import EmbeddedRedis
+from stack.services.redis import EmbeddedRedis
 from tests.gateway.stack import Stack, start_stack
 from tests.helpers import wait_until
 

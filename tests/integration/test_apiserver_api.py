@@ -11,8 +11,9 @@ from aiohttp import ClientResponse, web
 from aiohttp.test_utils import TestClient
 
 from apiserver.keys import CACHE
-from database.embedded import EmbeddedPostgres, EmbeddedRedis
 from database.seed import seed
+from stack.services.postgres import EmbeddedPostgres
+from stack.services.redis import EmbeddedRedis
 from tests.integration.apiserver_support import (
     ADMIN,
     OTHER,

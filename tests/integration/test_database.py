@@ -12,10 +12,12 @@ import pytest
 import redis.asyncio as aioredis
 import redis.exceptions
 
-from database.embedded import EmbeddedPostgres, EmbeddedRedis
+from database.accounts import DEV_ACCOUNTS
 from database.migrate import MigrationChecksumError, load_migrations, run_migrations
-from database.seed import DEV_ACCOUNTS, seed
+from database.seed import seed
 from shared.passwords import verify_password
+from stack.services.postgres import EmbeddedPostgres
+from stack.services.redis import EmbeddedRedis
 
 pytestmark = pytest.mark.integration
 

@@ -12,9 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from database.embedded import EmbeddedPostgres, free_port
-from database.replica import create_streaming_replica
 from database.seed import seed
+from stack.services.ports import free_port
+from stack.services.postgres import EmbeddedPostgres
+from stack.services.replica import create_streaming_replica
 from tests.helpers import wait_until
 from tests.integration.apiserver_support import USER, as_, create_app, settings_for, wait_subscribed
 

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aioredis
 
-from database.embedded import EmbeddedRedis, free_port
-from database.sentinel import EmbeddedSentinel
 from shared.resources import parse_sentinel_url
+from stack.services.ports import free_port
+from stack.services.redis import EmbeddedRedis
+from stack.services.sentinel import EmbeddedSentinel
 from tests.helpers import skip_unless_embedded_servers, wait_until
 from tests.integration.cache_support import cache_instance
 

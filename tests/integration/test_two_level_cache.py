@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 
 from apiserver.cache.entry import Entry, SourceUnavailable
 from apiserver.cache.two_level import CacheConfig
-from database.embedded import EmbeddedRedis
+from stack.services.redis import EmbeddedRedis
 from tests.helpers import wait_until
 from tests.integration.cache_support import cache_instance, holds
 

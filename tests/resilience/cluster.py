@@ -19,10 +19,10 @@ import aiohttp
 import asyncpg
 import redis.asyncio as aioredis
 
-from database.embedded import free_port
 from database.seed import seed
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.settings import DEV_INTERNAL_SECRET
+from stack.services.ports import free_port
 from tests.gateway.stack import Stack, _start_apiserver
 from tests.processes import SuiteProcess, start_process, suite_env
 

@@ -15,8 +15,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from database.embedded import EmbeddedPostgres, EmbeddedRedis
 from database.seed import seed
+from stack.services.postgres import EmbeddedPostgres
+from stack.services.redis import EmbeddedRedis
 from tests.resilience.cluster import ADMIN_LOGIN, Cluster, operator_headers, running_cluster
 from tests.resilience.conftest import prepare
 from tests.resilience.load import Call, LoadRun, MixedLoad, poll_until

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
-from database.embedded import free_port
+from stack.services.ports import free_port
 from tests.processes import SuiteProcess, start_process, suite_env
 from tests.resilience.cluster import USER_LOGIN, Cluster
 from tests.resilience.report import Sample, record

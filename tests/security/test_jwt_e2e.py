@@ -19,8 +19,8 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from database.embedded import free_port
 from shared.settings import DEV_JWT_SECRET
+from stack.services.ports import free_port
 from tests.processes import SuiteProcess, start_process, suite_env
 from tests.resilience.cluster import UNLIMITED, USER_LOGIN, Cluster
 from tests.resilience.report import Sample, record

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from shared.identity import IDENTITY_HEADER, verify_identity
-from shared.rolling import Reply, RestartFailed, RollingOptions, RollingRestart
 from shared.settings import DEV_INTERNAL_SECRET
+from stack.rolling import Reply, RestartFailed, RollingOptions, RollingRestart
 
 _pids = itertools.count(100)
 

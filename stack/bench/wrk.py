@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-_LUA = resources.files("shared.bench").joinpath("lua")
+_LUA = resources.files("stack.bench").joinpath("lua")
 
 
 class WrkMissing(RuntimeError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from database.embedded import EmbeddedRedis, find_redis_server
+from stack.services.redis import EmbeddedRedis, find_redis_server
 
 
 class EmbeddedSentinel(EmbeddedRedis):

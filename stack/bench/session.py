@@ -7,11 +7,9 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from database.accounts import DEV_ADMIN, DEV_USER, DevAccount
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.settings import DEV_INTERNAL_SECRET
-
-ADMIN = ("admin@example.com", "admin123")
-FREE_USER = ("user@example.com", "user123")
 
 
 @dataclass(frozen=True)
@@ -37,8 +35,8 @@ def admin_identity() -> str:
     return sign_identity(Identity(user_id=1, role="admin", tier="enterprise", method="jwt"), DEV_INTERNAL_SECRET)
 
 
-async def _login(session: aiohttp.ClientSession, gateway: str, email: str, password: str) -> str:
-    async with session.post(f"{gateway}/api/v1/auth/login", json={"email": email, "password": password}) as response:
+async def _login(session: aiohttp.ClientSession, gateway: str, account: DevAccount) -> str:
+    async with session.post(f"{gateway}/api/v1/auth/login", json=account.login) as response:
         response.raise_for_status()
         return str((await response.json())["token"])
 
@@ -47,8 +45,8 @@ async def obtain_credentials(gateway: str | None) -> Credentials:
     if gateway is None:
         return Credentials(None, None, None)
     async with aiohttp.ClientSession() as session:
-        admin = await _login(session, gateway, *ADMIN)
-        free = await _login(session, gateway, *FREE_USER)
+        admin = await _login(session, gateway, DEV_ADMIN)
+        free = await _login(session, gateway, DEV_USER)
         headers = {"Authorization": f"Bearer {admin}"}
         async with session.post(f"{gateway}/api/v1/keys", json={"name": "bench"}, headers=headers) as response:
             response.raise_for_status()

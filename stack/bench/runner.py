@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from shared.bench.probes import ProcessSample, group_members, metric_total, redis_commands, sample
-from shared.bench.scenarios import Scenario, select
-from shared.bench.session import Credentials, clear_cache, obtain_credentials, sweep
-from shared.bench.wrk import WrkResult, ensure_wrk, run_wrk
-from shared.supervisor import Child, StackOptions, has_process, plan_children, prepare_database, wait_healthy
+from stack.bench.probes import ProcessSample, group_members, metric_total, redis_commands, sample
+from stack.bench.scenarios import Scenario, select
+from stack.bench.session import Credentials, clear_cache, obtain_credentials, sweep
+from stack.bench.wrk import WrkResult, ensure_wrk, run_wrk
+from stack.supervisor import Child, StackOptions, has_process, plan_children, prepare_database, wait_healthy
 
 UNLIMITED = str(10**9)
 
@@ -96,7 +96,9 @@ class RssSampler(threading.Thread):
 
 
 def _start_stack(options: BenchOptions, stack: ExitStack, root: Path) -> Stack:
-    from database.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
+    from stack.services.ports import free_port
+    from stack.services.postgres import EmbeddedPostgres
+    from stack.services.redis import EmbeddedRedis
 
     postgres = stack.enter_context(EmbeddedPostgres(root / "postgres", free_port()))
     redis = stack.enter_context(EmbeddedRedis(root / "redis", free_port()))

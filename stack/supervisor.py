@@ -5,7 +5,7 @@ development seed (once) → apiserver replicas on consecutive ports → balancer
 present in this build). A child that dies is restarted with a growing back-off. SIGINT/SIGTERM stops the
 children first (SIGTERM, then SIGKILL after a grace period) and the embedded servers last. SIGHUP (or
 ``scalable-api restart-apiservers``, via ``<data dir>/up.pid``) restarts the apiservers one by one behind the
-balancer without failing a request (:mod:`shared.rolling`).
+balancer without failing a request (:mod:`stack.rolling`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from shared.rolling import RestartFailed, RestartSignal, RollingRestart, remove_pid_file, write_pid_file
+from stack.rolling import RestartFailed, RestartSignal, RollingRestart, remove_pid_file, write_pid_file
 
 STOP_GRACE = 10.0
 READY_TIMEOUT = 30.0
@@ -94,7 +94,8 @@ def wait_healthy(children: list[Child], timeout: float = READY_TIMEOUT) -> None:
 
 
 def start_data_services(options: StackOptions, stack: ExitStack) -> tuple[str, str]:
-    from database.embedded import EmbeddedPostgres, EmbeddedRedis
+    from stack.services.postgres import EmbeddedPostgres
+    from stack.services.redis import EmbeddedRedis
 
     data_dir = Path(options.data_dir).resolve()
     database_url = os.environ.get("DATABASE_URL")
@@ -115,8 +116,9 @@ def start_data_services(options: StackOptions, stack: ExitStack) -> tuple[str, s
 
 
 def prepare_database(database_url: str, resources: int) -> None:
+    from database.accounts import DEV_ACCOUNTS
     from database.migrate import run_migrations
-    from database.seed import DEV_ACCOUNTS, seed
+    from database.seed import seed
 
     applied = asyncio.run(run_migrations(database_url))
     _say(f"migrations applied: {', '.join(applied) if applied else 'none needed'}")

@@ -48,7 +48,7 @@ def _seed(args: argparse.Namespace) -> None:
 
 
 def _up(args: argparse.Namespace) -> None:
-    from shared.supervisor import StackOptions, run_stack
+    from stack.supervisor import StackOptions, run_stack
 
     options = StackOptions(
         apiservers=args.apiservers,
@@ -64,7 +64,7 @@ def _up(args: argparse.Namespace) -> None:
 
 
 def _restart_apiservers(args: argparse.Namespace) -> None:
-    from shared.rolling import RestartFailed, signal_up
+    from stack.rolling import RestartFailed, signal_up
 
     try:
         pid = signal_up(args.data_dir)
@@ -76,8 +76,8 @@ def _restart_apiservers(args: argparse.Namespace) -> None:
 def _bench(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from shared.bench.runner import BenchOptions, run_bench
-    from shared.bench.wrk import WrkMissing
+    from stack.bench.runner import BenchOptions, run_bench
+    from stack.bench.wrk import WrkMissing
 
     options = BenchOptions(
         quick=args.quick,

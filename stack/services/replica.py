@@ -13,7 +13,8 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from database.embedded import EmbeddedPostgres, EmbeddedServerError, find_pg_bin, make_parents, pg_run_as
+from stack.services.postgres import EmbeddedPostgres, find_pg_bin, make_parents, pg_run_as
+from stack.services.process import EmbeddedServerError
 
 
 def create_streaming_replica(primary: EmbeddedPostgres, data_dir: Path, port: int) -> EmbeddedPostgres:

@@ -52,7 +52,7 @@ class Process(Protocol):
 
 
 class Supervised(Protocol):
-    """What the restart needs of a supervised child (``shared.supervisor.Child`` is one)."""
+    """What the restart needs of a supervised child (``stack.supervisor.Child`` is one)."""
 
     @property
     def name(self) -> str: ...

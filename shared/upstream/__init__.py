@@ -1,0 +1,33 @@
+"""The upstream HTTP/1.1 client both proxy hops use (gateway → balancer, balancer → apiserver).
+
+parser      the response head and its body framing
+connection  one keep-alive socket as an asyncio Protocol: writes a request, frames the response
+pool        one Upstream per origin: a LIFO pool of connections, `send()` → UpstreamResponse
+relay       aiohttp glue: the headers to send upstream, relaying the answer to the client
+"""
+
+from __future__ import annotations
+
+from shared.upstream.connection import UpstreamFailure
+from shared.upstream.pool import IDEMPOTENT_METHODS, Upstream, UpstreamResponse
+from shared.upstream.relay import (
+    HOP_BY_HOP,
+    client_body,
+    outgoing_headers,
+    proxy_request,
+    relay_response,
+    request_target,
+)
+
+__all__ = [
+    "HOP_BY_HOP",
+    "IDEMPOTENT_METHODS",
+    "Upstream",
+    "UpstreamFailure",
+    "UpstreamResponse",
+    "client_body",
+    "outgoing_headers",
+    "proxy_request",
+    "relay_response",
+    "request_target",
+]
