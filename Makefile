@@ -35,8 +35,8 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy --strict
 	$(BIN)/mypy
 
-pytest: $(STAMP) frontend chromium  ## the test suite against real PostgreSQL and Redis started by fixtures
-	$(BIN)/pytest $(PYTEST_ARGS)
+pytest: $(STAMP) frontend chromium  ## the test suite against real PostgreSQL and Redis started by fixtures, with branch coverage
+	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint typecheck frontend-test pytest  ## every check: ruff, mypy, the dashboard's typecheck + Vitest, pytest (+ browser suite)
 
