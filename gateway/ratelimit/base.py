@@ -19,8 +19,11 @@ The counted buckets always cover the whole interval ``(t - window, t]``, so a re
 * slightly strict: a request keeps counting for up to ``window + width`` seconds, so a client pacing at
   exactly the limit may be refused for at most ``width`` seconds (1/60 of the window by default).
 
-Memory is ``buckets + 1`` small integers per active identity whatever the limit, unlike a sliding log that
-keeps one entry per admitted request (100,000 for an enterprise minute).
+Memory is at most ``buckets + 1`` small integers per active identity whatever the limit, unlike a sliding log
+that keeps one entry per admitted request (100,000 for an enterprise minute). A decision costs O(1): the
+identity keeps a running total of its counted buckets and the lowest and highest bucket index stored; a bucket
+is subtracted from the total once, when it leaves the window, instead of every bucket being summed and sorted on
+every request.
 
 The Redis implementation runs the algorithm in one Lua script that also checks the credential's revocation
 markers, so each request costs exactly one round trip; the local one runs it in-process for unit tests and as
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 
@@ -92,32 +95,68 @@ class WindowState:
     retry_after: float
 
 
-def evaluate(
-    counts: dict[int, int], now: float, limit: int, cost: int, config: WindowConfig
-) -> tuple[WindowState, list[int]]:
-    """Decide for ``counts`` (bucket index -> count) at ``now``; return the verdict and the stale buckets.
+@dataclass(slots=True)
+class Buckets:
+    """One identity's window: the counts of its non-empty sub-buckets, their running total, and the lowest and
+    highest bucket index stored (``first``/``last`` mean nothing while ``counts`` is empty)."""
 
-    The caller writes back: deletes the stale indices and, when admitted with ``cost > 0``, adds ``cost`` to
-    bucket ``floor(now / width)``. The Lua script is a line-for-line port of this function.
+    counts: dict[int, int] = field(default_factory=dict)
+    total: int = 0
+    first: int = 0
+    last: int = 0
+
+
+def _expire(buckets: Buckets, oldest: int) -> None:
+    """Drop the buckets older than ``oldest`` from the running total; ``first`` becomes the oldest one left."""
+    if not buckets.counts or buckets.first >= oldest:
+        return
+    if buckets.last < oldest:  # every counted request is out of the window
+        buckets.counts.clear()
+        buckets.total = 0
+        return
+    first = None
+    for index in range(buckets.first, buckets.last + 1):
+        count = buckets.counts.get(index)
+        if count is None:
+            continue
+        if index < oldest:
+            buckets.total -= count
+            del buckets.counts[index]
+        elif first is None:
+            first = index
+    buckets.first = oldest if first is None else first
+
+
+def _retry_after(buckets: Buckets, need: int, now: float, config: WindowConfig) -> float:
+    """Seconds until ``need`` counted requests have left the window (0 when they never will)."""
+    freed = 0
+    for index in range(buckets.first, buckets.last + 1):
+        freed += buckets.counts.get(index, 0)
+        if freed >= need:
+            return (index + config.buckets + 1) * config.width - now
+    return 0.0
+
+
+def evaluate(buckets: Buckets, now: float, limit: int, cost: int, config: WindowConfig) -> WindowState:
+    """Decide for one identity at ``now`` and update ``buckets`` in place (expiry, and ``cost`` added to bucket
+    ``floor(now / width)`` when admitted with ``cost > 0``).
+
+    O(1) per decision: the running total is adjusted as buckets leave the window instead of summing every bucket,
+    so a bucket is visited once when it expires (at most ``buckets + 1`` of them in one call, after a pause).
+    The Lua script is a line-for-line port of this function.
     """
     width = config.width
     current = math.floor(now / width)
-    oldest = current - config.buckets
-    stale = [index for index in counts if index < oldest]
-    live = sorted((index, count) for index, count in counts.items() if index >= oldest)
-    total = sum(count for _, count in live)
-    allowed = total + cost <= limit if cost > 0 else total < limit
+    _expire(buckets, current - config.buckets)
+    allowed = buckets.total + cost <= limit if cost > 0 else buckets.total < limit
     if allowed and cost > 0:
-        total += cost
-        if not live or live[-1][0] != current:
-            live.append((current, cost))
-    retry_after = 0.0
-    if not allowed:
-        need, freed = total + max(cost, 1) - limit, 0
-        for index, count in live:
-            freed += count
-            if freed >= need:
-                retry_after = (index + config.buckets + 1) * width - now
-                break
-    reset = (live[0][0] + config.buckets + 1) * width - now if live else 0.0
-    return WindowState(allowed, total, max(reset, 0.0), max(retry_after, 0.0)), stale
+        if not buckets.counts:
+            buckets.first = buckets.last = current
+        buckets.counts[current] = buckets.counts.get(current, 0) + cost
+        buckets.total += cost
+        buckets.first = min(buckets.first, current)  # a replica whose clock runs behind
+        buckets.last = max(buckets.last, current)
+    total = buckets.total
+    retry_after = 0.0 if allowed else _retry_after(buckets, total + max(cost, 1) - limit, now, config)
+    reset = (buckets.first + config.buckets + 1) * width - now if buckets.counts else 0.0
+    return WindowState(allowed, total, max(reset, 0.0), max(retry_after, 0.0))

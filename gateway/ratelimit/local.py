@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 
-from gateway.ratelimit.base import Decision, WindowConfig, evaluate
+from gateway.ratelimit.base import Buckets, Decision, WindowConfig, evaluate
 
 Clock = Callable[[], float]
 _SWEEP_EVERY = 4096
@@ -21,7 +21,7 @@ class LocalRateLimiter:
         self._config = config
         self._clock = clock
         self._max_keys = max_keys
-        self._counts: dict[str, dict[int, int]] = {}
+        self._counts: dict[str, Buckets] = {}
         self._hits = 0
 
     @property
@@ -36,14 +36,10 @@ class LocalRateLimiter:
 
     def _apply(self, key: str, limit: int, cost: int) -> Decision:
         now = self._clock()
-        counts = self._counts.get(key, {})
-        state, stale = evaluate(counts, now, limit, cost, self._config)
-        for index in stale:
-            del counts[index]
+        buckets = self._counts.get(key) or Buckets()
+        state = evaluate(buckets, now, limit, cost, self._config)
         if state.allowed and cost > 0:
-            current = int(now // self._config.width)
-            counts[current] = counts.get(current, 0) + cost
-            self._counts[key] = counts
+            self._counts[key] = buckets
             self._maybe_sweep(now)
         return Decision(
             allowed=state.allowed,
@@ -59,7 +55,7 @@ class LocalRateLimiter:
         if self._hits % _SWEEP_EVERY and len(self._counts) < self._max_keys:
             return
         oldest = int(now // self._config.width) - self._config.buckets
-        idle = [key for key, counts in self._counts.items() if not counts or max(counts) < oldest]
+        idle = [key for key, buckets in self._counts.items() if not buckets.counts or buckets.last < oldest]
         for key in idle:
             del self._counts[key]
         while len(self._counts) >= self._max_keys:  # still full of active keys: drop the oldest inserted

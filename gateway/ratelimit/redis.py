@@ -47,7 +47,7 @@ class RedisRateLimiter:
 
     async def _run(self, key: str, limit: int, cost: int, revocation_keys: Sequence[str]) -> Decision:
         keys = [KEY_PREFIX + key, *revocation_keys]
-        now_ms = -1 if self._clock is None else int(self._clock() * 1000)
+        now_ms = -1 if self._clock is None else round(self._clock() * 1000)
         width_ms = self._config.width * 1000
         self._on_round_trip()
         verdict, total, reset_ms, retry_ms = await self._script(
