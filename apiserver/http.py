@@ -1,4 +1,7 @@
-"""Small HTTP helpers for the API server's handlers: identity, conditional requests, JSON responses."""
+"""Small HTTP helpers for the API server's handlers: identity, conditional requests, JSON responses.
+
+Who may call what is decided by :mod:`shared.authz` on the identity :func:`identity_of` reads here.
+"""
 
 from __future__ import annotations
 
@@ -18,25 +21,6 @@ def identity_of(request: web.Request) -> Identity:
     """Only a correctly signed, fresh identity header counts; anything else is anonymous."""
     secret = request.app[SETTINGS].common.internal_secret
     return verify_identity(request.headers.get(IDENTITY_HEADER), secret)
-
-
-def require_user(request: web.Request) -> Identity:
-    identity = identity_of(request)
-    if not identity.authenticated:
-        raise Problem(
-            401,
-            "Unauthorized",
-            "Sign in or send an API key to do this.",
-            headers={"WWW-Authenticate": "Bearer"},
-        )
-    return identity
-
-
-def require_admin(request: web.Request) -> Identity:
-    identity = require_user(request)
-    if not identity.is_admin:
-        raise Problem(403, "Forbidden", "Only admins may do this.")
-    return identity
 
 
 def etag_for(version: int) -> str:

@@ -17,9 +17,9 @@ from apiserver.cache.two_level import Lookup
 from apiserver.http import (
     etag_for,
     expected_version,
+    identity_of,
     json_response,
     none_match,
-    require_user,
     unavailable,
 )
 from apiserver.keys import CACHE, REPOSITORY, SETTINGS
@@ -32,6 +32,7 @@ from apiserver.repository import (
     to_json,
 )
 from apiserver.validation import encode_cursor, parse_id, parse_list_query, validate_resource
+from shared.authz import require_user
 from shared.bodies import read_json_object
 from shared.errors import Problem
 
@@ -110,7 +111,7 @@ async def _announce(request: web.Request, resource_id: int, version: int, payloa
 
 
 async def create_resource(request: web.Request) -> web.StreamResponse:
-    identity = require_user(request)
+    identity = require_user(identity_of(request))
     fields = await _read_body(request, partial=False)
     assert identity.user_id is not None  # require_user guarantees it
     try:
@@ -124,7 +125,7 @@ async def create_resource(request: web.Request) -> web.StreamResponse:
 
 
 async def _update(request: web.Request, *, partial: bool) -> web.StreamResponse:
-    identity = require_user(request)
+    identity = require_user(identity_of(request))
     resource_id = parse_id(request.match_info["id"])
     fields = await _read_body(request, partial=partial)
     if not partial:
@@ -170,7 +171,7 @@ async def patch_resource(request: web.Request) -> web.StreamResponse:
 
 
 async def delete_resource(request: web.Request) -> web.StreamResponse:
-    identity = require_user(request)
+    identity = require_user(identity_of(request))
     resource_id = parse_id(request.match_info["id"])
     assert identity.user_id is not None
     try:

@@ -14,8 +14,9 @@ import orjson
 from aiohttp import web
 
 from apiserver.external import ExternalFailure
-from apiserver.http import JSON, require_admin
+from apiserver.http import JSON, identity_of
 from apiserver.keys import BREAKERS, CACHE, EXTERNAL, SETTINGS, STARTED_AT
+from shared.authz import require_admin
 from shared.breaker import BreakerOpen
 from shared.errors import Problem
 
@@ -69,13 +70,13 @@ async def external(request: web.Request) -> web.Response:
 
 
 async def list_breakers(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_admin(identity_of(request))
     breakers = [breaker.snapshot() for breaker in request.app[BREAKERS].values()]
     return _json({"instance": request.app[SETTINGS].common.instance_id, "breakers": breakers})
 
 
 async def reset_breaker(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_admin(identity_of(request))
     name = request.match_info["name"]
     breaker = request.app[BREAKERS].get(name)
     if breaker is None:
@@ -85,7 +86,7 @@ async def reset_breaker(request: web.Request) -> web.Response:
 
 
 async def cache_stats(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_admin(identity_of(request))
     cache = request.app[CACHE]
     return _json(
         {
@@ -100,7 +101,7 @@ async def cache_stats(request: web.Request) -> web.Response:
 
 
 async def clear_cache(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_admin(identity_of(request))
     deleted = await request.app[CACHE].clear()
     return _json({"cleared": True, "redis_keys_deleted": deleted})
 

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from balancer.backend import Backend
 from balancer.keys import BALANCER, DISCOVERY, SETTINGS
+from shared.authz import require_admin
 from shared.errors import Problem
 from shared.identity import IDENTITY_HEADER, verify_identity
 
@@ -30,12 +31,15 @@ def _json(body: object, status: int = 200) -> web.Response:
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json")
 
 
-def require_admin(request: web.Request) -> None:
+def _require_operator(request: web.Request) -> None:
+    """The shared admin rule on the signed identity header; no Bearer challenge: callers here hold no tokens."""
     identity = verify_identity(request.headers.get(IDENTITY_HEADER), request.app[SETTINGS].common.internal_secret)
-    if not identity.authenticated:
-        raise Problem(401, "Unauthorized", f"A signed admin identity ({IDENTITY_HEADER}) is required.")
-    if not identity.is_admin:
-        raise Problem(403, "Forbidden", "Only admins may change the balancer.")
+    require_admin(
+        identity,
+        unauthenticated=f"A signed admin identity ({IDENTITY_HEADER}) is required.",
+        forbidden="Only admins may change the balancer.",
+        challenge=None,
+    )
 
 
 def _backend(request: web.Request) -> Backend:
@@ -76,7 +80,7 @@ async def lb_status(request: web.Request) -> web.Response:
 
 
 async def drain_backend(request: web.Request) -> web.Response:
-    require_admin(request)
+    _require_operator(request)
     backend = _backend(request)
     try:
         wait = min(float(request.query.get("wait", "30")), MAX_DRAIN_WAIT)
@@ -94,7 +98,7 @@ async def drain_backend(request: web.Request) -> web.Response:
 
 
 async def enable_backend(request: web.Request) -> web.Response:
-    require_admin(request)
+    _require_operator(request)
     backend = _backend(request)
     if request.app[BALANCER].pool.removing(backend.id):
         raise Problem(409, "Conflict", f"Backend {backend.id!r} is leaving the pool (no longer in DNS).")
@@ -105,7 +109,7 @@ async def enable_backend(request: web.Request) -> web.Response:
 
 
 async def reset_breaker(request: web.Request) -> web.Response:
-    require_admin(request)
+    _require_operator(request)
     backend = _backend(request)
     backend.breaker.reset()
     _log.warning("breaker_reset", backend=backend.id)

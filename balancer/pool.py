@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 
 import structlog
 
@@ -81,18 +81,6 @@ class BackendPool:
             listener(backend, False)
         _log.info("backend_removed", backend=backend_id, drained=drained)
         await _close(backend)
-
-    async def reconcile(self, specs: Iterable[BackendSpec]) -> None:
-        """Make the pool hold exactly ``specs`` (ids decide identity; weights of kept ones are updated)."""
-        wanted = {spec.id: spec for spec in specs}
-        for backend in self.backends:
-            if backend.id in wanted:
-                backend.weight = wanted[backend.id].weight
-        for spec in wanted.values():
-            if self.get(spec.id) is None:
-                self.add(spec)
-        removals = [backend.id for backend in self.backends if backend.id not in wanted]
-        await asyncio.gather(*(self.remove(backend_id) for backend_id in removals))
 
     async def close(self) -> None:
         backends, self.backends = self.backends, ()

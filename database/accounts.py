@@ -2,11 +2,14 @@
 
 The seed creates them, `scalable-api up` prints them, the README's curl examples use them, the tests and the bench
 log in with them, and the gateway refuses to start in production while any of them still has its seeded password.
+Their roles and tiers are typed with the account vocabulary of :mod:`shared.identity` (the users table's CHECKs).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from shared.identity import AccountRole, AccountTier
 
 __all__ = ["DEV_ACCOUNTS", "DEV_ADMIN", "DEV_USER", "DevAccount"]
 
@@ -17,8 +20,8 @@ class DevAccount:
 
     email: str
     password: str
-    role: str
-    tier: str
+    role: AccountRole
+    tier: AccountTier
 
     @property
     def login(self) -> dict[str, str]:

@@ -2,6 +2,7 @@
 
 Written as data next to the code rather than generated from handlers: the routes are few, and a test
 compares this document with the app's router, so a route added without documentation fails the build.
+The role and tier enums are read from :mod:`shared.identity`, the one place the vocabulary is defined.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from shared.identity import ACCOUNT_ROLES, ACCOUNT_TIERS
 
 Schema = dict[str, Any]
 
@@ -25,13 +28,16 @@ _PROBLEM: Schema = {
     },
     "required": ["type", "title", "status", "detail", "instance", "request_id"],
 }
+# What an account can hold: the users table has no "anonymous" row.
+_ROLE: Schema = {"type": "string", "enum": list(ACCOUNT_ROLES)}
+_TIER: Schema = {"type": "string", "enum": list(ACCOUNT_TIERS)}
 _USER: Schema = {
     "type": "object",
     "properties": {
         "id": {"type": "integer"},
         "email": {"type": "string"},
-        "role": {"type": "string", "enum": ["user", "admin"]},
-        "tier": {"type": "string", "enum": ["free", "pro", "enterprise"]},
+        "role": _ROLE,
+        "tier": _TIER,
         "disabled": {"type": "boolean"},
         "created_at": {"type": "string", "format": "date-time"},
     },
@@ -182,8 +188,8 @@ PATHS: Schema = {
             body={
                 "type": "object",
                 "properties": {
-                    "role": {"type": "string", "enum": ["user", "admin"]},
-                    "tier": {"type": "string", "enum": ["free", "pro", "enterprise"]},
+                    "role": _ROLE,
+                    "tier": _TIER,
                     "disabled": {"type": "boolean"},
                 },
                 "additionalProperties": False,

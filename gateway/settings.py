@@ -11,13 +11,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.identity import Tier
 from shared.netaddr import IPNetwork
 from shared.settings import DEV_JWT_SECRET, CommonSettings, Env, SettingsError
 
 HMAC_ALGORITHMS = ("HS256", "HS384", "HS512")
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA")
-TIER_NAMES = ("anonymous", "free", "pro", "enterprise")
-DEFAULT_TIER_LIMITS = {"anonymous": 100, "free": 1_000, "pro": 10_000, "enterprise": 100_000}
+# Requests per RATE_LIMIT_WINDOW, overridden by RATE_LIMIT_<TIER>; one entry per Tier (tests/unit/test_vocabulary.py).
+DEFAULT_TIER_LIMITS: Mapping[Tier, int] = {"anonymous": 100, "free": 1_000, "pro": 10_000, "enterprise": 100_000}
 # The built admin dashboard when DASHBOARD_DIR is unset: <repo>/frontend/dist beside this package.
 DEFAULT_DASHBOARD_DIR = Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
@@ -78,7 +79,7 @@ PRIVATE_NETWORKS: tuple[IPNetwork, ...] = tuple(
 class RateLimitSettings:
     """Per-tier limits over one sliding window; ``fail_open`` picks what happens while Redis is unreachable."""
 
-    limits: Mapping[str, int]
+    limits: Mapping[Tier, int]
     window: float
     buckets: int
     fail_open: bool

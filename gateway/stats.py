@@ -7,6 +7,8 @@ from collections import Counter as Tally
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from shared.identity import Tier
+
 
 class GatewayStats:
     def __init__(self, registry: CollectorRegistry) -> None:
@@ -21,12 +23,12 @@ class GatewayStats:
         self._shed = Counter(
             "gateway_shed", "Requests refused with 503 because too many were in flight.", registry=registry
         )
-        self._decision_tally: Tally[tuple[str, str]] = Tally()
+        self._decision_tally: Tally[tuple[Tier, str]] = Tally()
         self._status_tally: Tally[int] = Tally()
         self.shed_count = 0
         self.logins: Tally[str] = Tally()
 
-    def decision(self, tier: str, decision: str) -> None:
+    def decision(self, tier: Tier, decision: str) -> None:
         self._decisions.labels(tier, decision).inc()
         self._decision_tally[(tier, decision)] += 1
 

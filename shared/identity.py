@@ -1,6 +1,14 @@
-"""The authenticated identity forwarded from the gateway to the apiservers, signed so it cannot be forged.
+"""Who is calling: the vocabulary of roles, tiers and auth methods, and the signed identity the gateway forwards.
 
-The gateway removes any client-sent ``X-Internal-Identity`` header, authenticates the caller, and sends::
+**The vocabulary is defined here and nowhere else.** ``Role``, ``Tier`` and ``Method`` are ``Literal`` types, so
+a value *is* its wire string (JWT claims, JSON bodies, SQL parameters and the header below need no conversion)
+and mypy (strict equality) refuses a misspelt one at every use. The tuples are the same facts at run time, read
+from the types. Accounts (the ``users`` table) have only the ``Account*`` subsets: ``anonymous`` is what a caller
+without a credential is, never what an account holds. The copies that cannot import this module, the migration's
+CHECK constraints and the OpenAPI enums, are compared with it by ``tests/unit/test_vocabulary.py``.
+
+The identity header: the gateway removes any client-sent ``X-Internal-Identity`` header, authenticates the
+caller, and sends::
 
     X-Internal-Identity: v1.<user_id>.<role>.<tier>.<method>.<issued_at>.<hmac-sha256 hex>
 
@@ -15,24 +23,39 @@ import hashlib
 import hmac
 import time
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard, TypeVar, get_args
+
+AccountRole = Literal["user", "admin"]
+Role = Literal["anonymous", AccountRole]
+AccountTier = Literal["free", "pro", "enterprise"]
+Tier = Literal["anonymous", AccountTier]
+Method = Literal["none", "jwt", "api_key"]
+
+ACCOUNT_ROLES: tuple[AccountRole, ...] = get_args(AccountRole)
+ROLES: tuple[Role, ...] = get_args(Role)
+ACCOUNT_TIERS: tuple[AccountTier, ...] = get_args(AccountTier)
+TIERS: tuple[Tier, ...] = get_args(Tier)
+METHODS: tuple[Method, ...] = get_args(Method)
+
+_T = TypeVar("_T")
+
+
+def one_of(value: object, allowed: tuple[_T, ...]) -> TypeGuard[_T]:
+    """Whether ``value`` (a claim, a header field, a JSON value of any type) is one of ``allowed``."""
+    return value in allowed
+
 
 IDENTITY_HEADER = "X-Internal-Identity"
 _VERSION = "v1"
-_ROLES = frozenset({"anonymous", "user", "admin"})
-_TIERS = frozenset({"anonymous", "free", "pro", "enterprise"})
-_METHODS = frozenset({"none", "jwt", "api_key"})
 DEFAULT_MAX_AGE = 300.0
-
-Role = Literal["anonymous", "user", "admin"]
 
 
 @dataclass(frozen=True, slots=True)
 class Identity:
     user_id: int | None
-    role: str
-    tier: str
-    method: str
+    role: Role
+    tier: Tier
+    method: Method
 
     @property
     def authenticated(self) -> bool:
@@ -75,6 +98,6 @@ def verify_identity(
         user_id = None if user == "-" else int(user)
     except ValueError:
         return ANONYMOUS
-    if abs(age) > max_age or role not in _ROLES or tier not in _TIERS or method not in _METHODS:
+    if abs(age) > max_age or not (one_of(role, ROLES) and one_of(tier, TIERS) and one_of(method, METHODS)):
         return ANONYMOUS
     return Identity(user_id=user_id, role=role, tier=tier, method=method)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import importlib.util
 import os
 import sys
 from collections.abc import Sequence
@@ -21,8 +20,6 @@ PROCESSES = {
 
 
 def _exec_process(package: str, args: Sequence[str]) -> None:
-    if importlib.util.find_spec(f"{package}.__main__") is None:
-        raise SystemExit(f"scalable-api: the {package} process is not part of this build yet")
     os.execv(sys.executable, [sys.executable, "-m", package, *args])  # noqa: S606 - our own interpreter and module
 
 

@@ -1,17 +1,15 @@
 """``scalable-api up``: the whole stack on one machine, for development and demos.
 
 Order of start: PostgreSQL and Redis (embedded unless ``DATABASE_URL`` / ``REDIS_URL`` are set) → migrations →
-development seed (once) → apiserver replicas on consecutive ports → balancer → gateway (the latter two when
-present in this build). A child that dies is restarted with a growing back-off. SIGINT/SIGTERM stops the
-children first (SIGTERM, then SIGKILL after a grace period) and the embedded servers last. SIGHUP (or
-``scalable-api restart-apiservers``, via ``<data dir>/up.pid``) restarts the apiservers one by one behind the
-balancer without failing a request (:mod:`stack.rolling`).
+development seed (once) → apiserver replicas on consecutive ports → balancer → gateway. A child that dies is
+restarted with a growing back-off. SIGINT/SIGTERM stops the children first (SIGTERM, then SIGKILL after a grace
+period) and the embedded servers last. SIGHUP (or ``scalable-api restart-apiservers``, via ``<data dir>/up.pid``)
+restarts the apiservers one by one behind the balancer without failing a request (:mod:`stack.rolling`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import os
 import signal
 import subprocess
@@ -128,10 +126,6 @@ def prepare_database(database_url: str, resources: int) -> None:
         _say(f"  development login: {account.email} / {account.password} ({account.role}, {account.tier})")
 
 
-def has_process(package: str) -> bool:
-    return importlib.util.find_spec(f"{package}.__main__") is not None
-
-
 def plan_children(options: StackOptions, database_url: str, redis_url: str) -> list[Child]:
     base = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
     ports = [options.apiserver_port + index for index in range(options.apiservers)]
@@ -145,19 +139,13 @@ def plan_children(options: StackOptions, database_url: str, redis_url: str) -> l
         for port in ports
     ]
     backends = ",".join(f"http://127.0.0.1:{port}" for port in ports)
-    if has_process("balancer"):
-        env = {**base, "INSTANCE_ID": "balancer-1", "BALANCER_BACKENDS": backends}
-        children.append(
-            Child("balancer", ["balancer", "--port", str(options.balancer_port)], env, options.balancer_port)
-        )
-    if has_process("gateway"):
-        env = {
-            **base,
-            "INSTANCE_ID": "gateway-1",
-            "BALANCER_URL": f"http://127.0.0.1:{options.balancer_port}",
-        }
-        children.append(Child("gateway", ["gateway", "--port", str(options.gateway_port)], env, options.gateway_port))
-    return children
+    balancer_env = {**base, "INSTANCE_ID": "balancer-1", "BALANCER_BACKENDS": backends}
+    gateway_env = {**base, "INSTANCE_ID": "gateway-1", "BALANCER_URL": f"http://127.0.0.1:{options.balancer_port}"}
+    return [
+        *children,
+        Child("balancer", ["balancer", "--port", str(options.balancer_port)], balancer_env, options.balancer_port),
+        Child("gateway", ["gateway", "--port", str(options.gateway_port)], gateway_env, options.gateway_port),
+    ]
 
 
 class _Stop(Exception):

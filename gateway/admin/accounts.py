@@ -6,18 +6,18 @@ import ipaddress
 
 from aiohttp import web
 
-from gateway.auth.middleware import require_admin
-from gateway.auth.tokens import ROLES, TIERS
 from gateway.http import invalid, json_response, path_id
-from gateway.keys import LIMITER, REFRESH, SETTINGS, USERS
+from gateway.keys import LIMITER, PRINCIPAL, REFRESH, SETTINGS, USERS
+from shared.authz import require_admin
 from shared.bodies import read_json_object
 from shared.errors import Problem
+from shared.identity import ACCOUNT_ROLES, ACCOUNT_TIERS, Tier, one_of
 
 PAGE_MAX = 100
 
 
 async def list_users(request: web.Request) -> web.Response:
-    require_admin(request)
+    require_admin(request[PRINCIPAL].identity)
     try:
         after = int(request.query.get("after", "0"))
         limit = min(max(int(request.query.get("limit", "50")), 1), PAGE_MAX)
@@ -31,17 +31,17 @@ async def list_users(request: web.Request) -> web.Response:
 async def update_user(request: web.Request) -> web.Response:
     """Change role, tier or disabled. New claims reach access tokens at the next refresh (≤ ACCESS_TOKEN_TTL);
     disabling revokes every refresh token at once."""
-    require_admin(request)
+    require_admin(request[PRINCIPAL].identity)
     user_id = path_id(request)
     body = await read_json_object(request, max_body=4096)
     unknown = sorted(set(body) - {"role", "tier", "disabled"})
     if unknown:
         raise invalid(unknown[0], "is not a field you can change")
     role, tier, disabled = body.get("role"), body.get("tier"), body.get("disabled")
-    if role is not None and role not in ROLES:
-        raise invalid("role", f"must be one of {', '.join(sorted(ROLES))}")
-    if tier is not None and tier not in TIERS:
-        raise invalid("tier", f"must be one of {', '.join(sorted(TIERS))}")
+    if role is not None and not one_of(role, ACCOUNT_ROLES):
+        raise invalid("role", f"must be one of {', '.join(sorted(ACCOUNT_ROLES))}")
+    if tier is not None and not one_of(tier, ACCOUNT_TIERS):
+        raise invalid("tier", f"must be one of {', '.join(sorted(ACCOUNT_TIERS))}")
     if disabled is not None and not isinstance(disabled, bool):
         raise invalid("disabled", "must be true or false")
     user = await request.app[USERS].update(user_id, role=role, tier=tier, disabled=disabled)
@@ -54,7 +54,7 @@ async def update_user(request: web.Request) -> web.Response:
 
 async def rate_limit_state(request: web.Request) -> web.Response:
     """``{identifier}`` is ``user:<id>``, a bare user id, an email, ``ip:<address>`` or a bare address."""
-    require_admin(request)
+    require_admin(request[PRINCIPAL].identity)
     key, tier = await _resolve(request, request.match_info["identifier"])
     settings = request.app[SETTINGS].rate_limits
     limit = settings.limits[tier]
@@ -74,7 +74,7 @@ async def rate_limit_state(request: web.Request) -> web.Response:
     )
 
 
-async def _resolve(request: web.Request, identifier: str) -> tuple[str, str]:
+async def _resolve(request: web.Request, identifier: str) -> tuple[str, Tier]:
     kind, _, value = identifier.partition(":")
     if kind == "ip" or _is_address(identifier):
         address = value if kind == "ip" else identifier

@@ -21,9 +21,9 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.admin.upstream import UpstreamError
-from gateway.auth.middleware import require_admin
 from gateway.http import json_response
-from gateway.keys import ADMIN, LIMITER, SETTINGS, STATS
+from gateway.keys import ADMIN, LIMITER, PRINCIPAL, SETTINGS, STATS
+from shared.authz import require_admin
 from shared.errors import Problem
 from shared.identity import Identity
 from shared.keys import METRICS
@@ -100,12 +100,12 @@ async def dashboard_snapshot(app: web.Application, identity: Identity) -> dict[s
 
 
 async def dashboard(request: web.Request) -> web.Response:
-    identity = require_admin(request).identity
+    identity = require_admin(request[PRINCIPAL].identity)
     return json_response(await dashboard_snapshot(request.app, identity))
 
 
 async def list_breakers(request: web.Request) -> web.Response:
-    identity = require_admin(request).identity
+    identity = require_admin(request[PRINCIPAL].identity)
     admin = request.app[ADMIN]
     status = await _or_error(admin.lb_status(identity))
     return json_response(
@@ -130,7 +130,7 @@ def balancer_breakers(status: dict[str, Any]) -> object:
 
 
 async def reset_breaker(request: web.Request) -> web.Response:
-    identity = require_admin(request).identity
+    identity = require_admin(request[PRINCIPAL].identity)
     name = request.match_info["name"]
     limiter = request.app[LIMITER]
     if name == limiter.breaker.name:
@@ -152,13 +152,13 @@ async def reset_breaker(request: web.Request) -> web.Response:
 
 
 async def cache_stats(request: web.Request) -> web.Response:
-    identity = require_admin(request).identity
+    identity = require_admin(request[PRINCIPAL].identity)
     admin = request.app[ADMIN]
     return json_response({"apiservers": await _or_error(admin.fan_out(identity, "GET", "/internal/cache"))})
 
 
 async def clear_cache(request: web.Request) -> web.Response:
-    identity = require_admin(request).identity
+    identity = require_admin(request[PRINCIPAL].identity)
     admin = request.app[ADMIN]
     errors: dict[str, str] = {}
     for url in await _urls(admin, identity):
@@ -182,7 +182,7 @@ async def _urls(admin: Any, identity: Identity) -> list[str]:
 
 
 async def backend_action(request: web.Request) -> web.Response:
-    identity = require_admin(request).identity
+    identity = require_admin(request[PRINCIPAL].identity)
     backend, action = request.match_info["backend"], request.match_info["action"]
     try:
         answer = await request.app[ADMIN].balancer(identity, "POST", f"/lb/backends/{quote(backend, safe='')}/{action}")

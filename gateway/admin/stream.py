@@ -14,12 +14,12 @@ import orjson
 from aiohttp import web
 
 from gateway.admin.routes import dashboard_snapshot
-from gateway.auth.middleware import require_admin
-from gateway.keys import RATE_HEADERS, SETTINGS
+from gateway.keys import PRINCIPAL, RATE_HEADERS, SETTINGS
+from shared.authz import require_admin
 
 
 async def stream(request: web.Request) -> web.StreamResponse:
-    identity = require_admin(request).identity
+    identity = require_admin(request[PRINCIPAL].identity)
     interval = request.app[SETTINGS].stream_interval
     raw_max = request.query.get("max_events", "")
     max_events = int(raw_max) if raw_max.isdigit() else None

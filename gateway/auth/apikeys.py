@@ -35,6 +35,7 @@ from cachetools import TTLCache
 from redis.exceptions import RedisError
 
 from gateway.auth.principal import REVOKED_KEY_PREFIX
+from shared.identity import AccountRole, AccountTier
 
 KEY_PREFIX = "sak_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 12
@@ -48,8 +49,8 @@ _log = structlog.get_logger("gateway.apikeys")
 class KeyOwner:
     key_id: int
     user_id: int
-    role: str
-    tier: str
+    role: AccountRole
+    tier: AccountTier
 
 
 @dataclass(frozen=True, slots=True)

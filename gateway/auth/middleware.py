@@ -18,6 +18,7 @@ from gateway.auth.principal import Principal, anonymous
 from gateway.auth.token_cache import TokenVerifier
 from gateway.auth.tokens import InvalidToken
 from gateway.keys import PRINCIPAL
+from shared.authz import require_user
 from shared.errors import Problem
 from shared.identity import Identity
 from shared.netaddr import IPNetwork, client_address
@@ -84,15 +85,8 @@ async def principal_of(
     return anonymous(address)
 
 
-def require_user(request: web.Request) -> Principal:
+def signed_in(request: web.Request) -> Principal:
+    """The caller's principal when it is signed in (JWT or API key), else the shared 401 (:mod:`shared.authz`)."""
     principal = request[PRINCIPAL]
-    if not principal.identity.authenticated:
-        raise unauthorized("Sign in or send an API key to do this.", error=None)
-    return principal
-
-
-def require_admin(request: web.Request) -> Principal:
-    principal = require_user(request)
-    if not principal.identity.is_admin:
-        raise Problem(403, "Forbidden", "Only admins may do this.")
+    require_user(principal.identity)
     return principal

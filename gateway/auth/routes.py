@@ -14,7 +14,7 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from gateway.auth.apikeys import MAX_KEYS_PER_USER, TooManyKeys
-from gateway.auth.middleware import require_user, unauthorized
+from gateway.auth.middleware import signed_in, unauthorized
 from gateway.auth.refresh import InvalidRefresh, RefreshReused
 from gateway.auth.revocation import revoke_access_tokens
 from gateway.auth.users import User
@@ -101,7 +101,7 @@ async def _block_family(request: web.Request, family_id: str) -> None:
 
 async def logout(request: web.Request) -> web.Response:
     """Revoke the caller's refresh family (durably) and its access tokens (until they expire)."""
-    principal = require_user(request)
+    principal = signed_in(request)
     family_id = principal.family_id
     if request.body_exists:
         token = text_field(await read_json_object(request, max_body=AUTH_BODY_MAX), "refresh_token", max_length=256)
@@ -128,7 +128,7 @@ async def logout(request: web.Request) -> web.Response:
 
 
 async def me(request: web.Request) -> web.Response:
-    principal = require_user(request)
+    principal = signed_in(request)
     user = await request.app[USERS].by_id(principal.identity.user_id or 0)
     if user is None or user.disabled:
         raise unauthorized("The account no longer exists or is disabled.")
@@ -137,7 +137,7 @@ async def me(request: web.Request) -> web.Response:
 
 def _require_token_session(request: web.Request) -> int:
     """Key management needs a signed-in session: a leaked API key must not be able to mint more keys."""
-    principal = require_user(request)
+    principal = signed_in(request)
     if principal.identity.method != "jwt":
         raise Problem(403, "Forbidden", "Manage API keys with a signed-in session, not with an API key.")
     return principal.identity.user_id or 0

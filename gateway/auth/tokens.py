@@ -2,7 +2,8 @@
 
 Verification accepts only the configured algorithm (so ``alg: none`` and HS/RS confusion fail), requires every
 claim the gateway relies on (``iss``, ``aud``, ``exp``, ``iat``, ``jti``, ``sub``, ``role``, ``tier``), checks
-issuer and audience, and then checks the custom claims' values; any failure is :class:`InvalidToken` (401).
+issuer and audience, and then checks the custom claims' values (``role`` and ``tier`` against the account
+vocabulary of :mod:`shared.identity`); any failure is :class:`InvalidToken` (401).
 ``fid`` names the refresh family the token was issued from, so logout (or a detected refresh-token reuse)
 can revoke every access token of that login at once.
 """
@@ -18,9 +19,8 @@ from typing import Any
 import jwt
 
 from gateway.settings import JwtSettings
+from shared.identity import ACCOUNT_ROLES, ACCOUNT_TIERS, AccountRole, AccountTier, one_of
 
-ROLES = frozenset({"user", "admin"})
-TIERS = frozenset({"free", "pro", "enterprise"})
 _REQUIRED = ["iss", "aud", "exp", "iat", "jti", "sub", "role", "tier"]
 LEEWAY = 5.0
 
@@ -32,8 +32,8 @@ class InvalidToken(Exception):
 @dataclass(frozen=True, slots=True)
 class AccessClaims:
     user_id: int
-    role: str
-    tier: str
+    role: AccountRole
+    tier: AccountTier
     token_id: str
     family_id: str | None
     expires_at: int
@@ -51,7 +51,9 @@ class AccessTokens:
     def now(self) -> float:
         return self._clock()
 
-    def issue(self, *, user_id: int, role: str, tier: str, family_id: str | None) -> tuple[str, AccessClaims]:
+    def issue(
+        self, *, user_id: int, role: AccountRole, tier: AccountTier, family_id: str | None
+    ) -> tuple[str, AccessClaims]:
         now = int(self._clock())
         claims = AccessClaims(
             user_id=user_id,
@@ -99,7 +101,7 @@ def _claims(payload: dict[str, Any]) -> AccessClaims:
     family = payload.get("fid")
     if not (isinstance(sub, str) and sub.isascii() and sub.isdigit() and len(sub) < 19):
         raise InvalidToken("sub is not a user id")
-    if role not in ROLES or tier not in TIERS:
+    if not (one_of(role, ACCOUNT_ROLES) and one_of(tier, ACCOUNT_TIERS)):
         raise InvalidToken("unknown role or tier")
     if not isinstance(jti, str) or not 8 <= len(jti) <= 64:
         raise InvalidToken("bad jti")

@@ -8,6 +8,8 @@ from typing import Any
 
 import asyncpg
 
+from shared.identity import AccountRole, AccountTier
+
 _COLUMNS = "id, email, password_hash, role, tier, disabled, created_at, updated_at"
 
 
@@ -16,8 +18,8 @@ class User:
     id: int
     email: str
     password_hash: str
-    role: str
-    tier: str
+    role: AccountRole
+    tier: AccountTier
     disabled: bool
     created_at: datetime
     updated_at: datetime
@@ -58,7 +60,9 @@ class UserRepository:
         )
         return [User(**dict(row.items())) for row in rows]
 
-    async def update(self, user_id: int, *, role: str | None, tier: str | None, disabled: bool | None) -> User | None:
+    async def update(
+        self, user_id: int, *, role: AccountRole | None, tier: AccountTier | None, disabled: bool | None
+    ) -> User | None:
         row = await self._pool.fetchrow(
             f"UPDATE users SET role = coalesce($2, role), tier = coalesce($3, tier), "  # noqa: S608 - constant column list
             f"disabled = coalesce($4, disabled), updated_at = now() WHERE id = $1 RETURNING {_COLUMNS}",

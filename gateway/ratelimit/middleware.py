@@ -21,9 +21,10 @@ from gateway.keys import PRINCIPAL, RATE_HEADERS
 from gateway.ratelimit.base import Decision, LimiterUnavailable, RateLimiter
 from gateway.stats import GatewayStats
 from shared.errors import Problem
+from shared.identity import Tier
 
 
-def rate_limit_headers(decision: Decision, tier: str, window: float) -> dict[str, str]:
+def rate_limit_headers(decision: Decision, tier: Tier, window: float) -> dict[str, str]:
     reset = math.ceil(decision.reset) if decision.reset > 0 else 0
     return {
         "X-RateLimit-Limit": str(decision.limit),
@@ -47,7 +48,7 @@ def limiter_down() -> Problem:
 def rate_limit_middleware(
     *,
     limiter: RateLimiter,
-    tiers: Mapping[str, int],
+    tiers: Mapping[Tier, int],
     stats: GatewayStats,
     exempt: Collection[str] = (),
 ) -> Middleware:

@@ -28,7 +28,7 @@ from stack.bench.probes import ProcessSample, group_members, metric_total, redis
 from stack.bench.scenarios import Scenario, select
 from stack.bench.session import Credentials, clear_cache, obtain_credentials, sweep
 from stack.bench.wrk import WrkResult, ensure_wrk, run_wrk
-from stack.supervisor import Child, StackOptions, has_process, plan_children, prepare_database, wait_healthy
+from stack.supervisor import Child, StackOptions, plan_children, prepare_database, wait_healthy
 
 UNLIMITED = str(10**9)
 
@@ -259,14 +259,13 @@ def run_bench(options: BenchOptions) -> int:
     ensure_wrk()
     if options.quick:
         options = BenchOptions(**{**options.__dict__, "duration": 5.0, "warmup": 3.0, "resources": 20_000})
-    available = {"apiserver"} | {name for name in ("balancer", "gateway") if has_process(name)}
-    scenarios = select(options.scenarios, available)
+    scenarios = select(options.scenarios)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="scalable-api-bench-") as root, ExitStack() as stack:
         Path(root).chmod(0o755)
         print(f"[bench] starting the stack ({options.resources} resources)", flush=True)
         running = _start_stack(options, stack, Path(root))
-        credentials = asyncio.run(obtain_credentials(running.url("gateway") if "gateway" in available else None))
+        credentials = asyncio.run(obtain_credentials(running.url("gateway")))
         _warm_up(running, options, credentials)
         for scenario in scenarios:
             print(f"[bench] {scenario.name}: {scenario.description}", flush=True)

@@ -14,16 +14,16 @@ from shared.settings import DEV_INTERNAL_SECRET
 
 @dataclass(frozen=True)
 class Credentials:
-    admin_jwt: str | None
-    free_jwt: str | None
-    api_key: str | None
+    admin_jwt: str
+    free_jwt: str
+    api_key: str
 
     def header_for(self, auth: str) -> tuple[str, str] | None:
-        if auth == "jwt" and self.admin_jwt:
+        if auth == "jwt":
             return "Authorization", f"Bearer {self.admin_jwt}"
-        if auth == "jwt_free" and self.free_jwt:
+        if auth == "jwt_free":
             return "Authorization", f"Bearer {self.free_jwt}"
-        if auth == "api_key" and self.api_key:
+        if auth == "api_key":
             return "X-API-Key", self.api_key
         if auth == "internal_admin":
             return IDENTITY_HEADER, admin_identity()
@@ -41,9 +41,7 @@ async def _login(session: aiohttp.ClientSession, gateway: str, account: DevAccou
         return str((await response.json())["token"])
 
 
-async def obtain_credentials(gateway: str | None) -> Credentials:
-    if gateway is None:
-        return Credentials(None, None, None)
+async def obtain_credentials(gateway: str) -> Credentials:
     async with aiohttp.ClientSession() as session:
         admin = await _login(session, gateway, DEV_ADMIN)
         free = await _login(session, gateway, DEV_USER)
