@@ -4,38 +4,29 @@ Why hand-written: the proxy hop's whole job is moving bytes between two HTTP/1.1
 (aiohttp's ``ClientSession``: URL objects, cookie jars, tracing signals, a ``StreamReader`` per response, timeout
 contexts) costs several times the server side's work per request; measured here it kept ~25 % of the direct
 throughput. This connection only speaks what a reverse proxy needs and keeps the common case to one write and
-one read callback::
+one read callback. Parsing is not hand-written: :mod:`shared.upstream.parser` frames responses with llhttp::
 
     start(request head)  ──write──►  upstream
-    data_received ──► HEAD: buffer until CRLFCRLF, parse status line + headers (skip 1xx)
-                  ──► BODY: Content-Length | chunked | until-close | none (HEAD, 204, 304)
-                        chunks queue up; above HIGH_WATER reading pauses until the consumer catches up
+    data_received ──► ResponseParser.feed (llhttp): the head (1xx skipped), then the body:
+                        Content-Length | chunked | until-close | none (HEAD, 204, 304)
+                        body pieces queue up; above HIGH_WATER reading pauses until the consumer catches up
     wait_head() / read()  ◄── one future per wait, one timer handle (no timeout context objects)
-    finish()  ──►  IDLE (back to the pool) when the body ended cleanly and keep-alive holds
+    finish()  ──►  IDLE (back to the pool) when the body ended cleanly, keep-alive holds and nothing followed it
 
 A response small enough to arrive with its head (almost every API response) is complete after the first
 ``data_received``: the proxy then answers with one write and never touches the streaming path.
 
 Failures carry what callers need to decide on a retry: whether any request byte was written (``request_sent``),
-whether any response byte arrived, and the ``kind`` (connect, reset, timeout, protocol).
+whether any response byte arrived, and the ``kind`` (connect, reset, timeout, protocol: anything the parser
+refused, after which the connection is closed).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from typing import Any, cast
 
-from shared.upstream.parser import (
-    CHUNKED,
-    HEAD_LIMIT,
-    LENGTH,
-    NO_BODY,
-    UNTIL_CLOSE,
-    ResponseHead,
-    body_framing,
-    parse_head,
-)
+from shared.upstream.parser import ResponseError, ResponseHead, ResponseParser
 
 __all__ = ["BODY", "CLOSED", "HEAD", "IDLE", "Http1Connection", "UpstreamFailure"]
 
@@ -44,8 +35,6 @@ LOW_WATER = 64 * 1024
 
 # Connection states.
 IDLE, HEAD, BODY, CLOSED = range(4)
-# Chunked decoder states.
-_SIZE, _DATA, _DATA_END, _TRAILER = range(4)
 
 
 class UpstreamFailure(Exception):
@@ -86,13 +75,7 @@ class Http1Connection(asyncio.Protocol):
         self.head: ResponseHead | None = None
         self.body_done = False
         self.bytes_received = False
-        self._buffer = bytearray()
-        self._chunks: deque[bytes] = deque()
-        self._buffered = 0
-        self._framing = NO_BODY
-        self._remaining = 0
-        self._chunk_state = _SIZE
-        self._expect_body = True
+        self._parser = ResponseParser()
         self._failure: UpstreamFailure | None = None
         self._waiter: asyncio.Future[None] | None = None
         self._drain: asyncio.Future[None] | None = None
@@ -109,7 +92,7 @@ class Http1Connection(asyncio.Protocol):
         previous = self.state
         self.state = CLOSED
         self.reusable = False
-        if previous == BODY and self._framing == UNTIL_CLOSE:
+        if previous == BODY and self._parser.until_close:
             self.body_done = True
         elif previous in (HEAD, BODY) and not self.body_done:
             self._fail(UpstreamFailure("reset", str(exc or "connection closed"), bytes_received=self.bytes_received))
@@ -133,13 +116,29 @@ class Http1Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.bytes_received = True
         state = self.state
-        if state == BODY:
-            self._feed_body(data)
-        elif state == HEAD:
-            self._buffer += data
-            self._parse_head()
-        else:  # bytes nobody asked for: the connection is out of step, never reuse it
+        if state in (IDLE, CLOSED):  # bytes nobody asked for: out of step, never reuse the connection
             self.close()
+            return
+        if self.body_done:  # bytes after the end of the response
+            self.reusable = False
+            return
+        parser = self._parser
+        try:
+            parser.feed(data)
+        except ResponseError as exc:
+            self._protocol_error(str(exc))
+            return
+        head = parser.head
+        if head is not None:
+            if state == HEAD:
+                self.state = BODY
+                self.head = head
+                self.reusable = self.reusable and head.keep_alive
+            self.body_done = parser.done
+            if parser.buffered > HIGH_WATER and not self._reading_paused and self.transport is not None:
+                self._reading_paused = True
+                self.transport.pause_reading()
+        self._wake()
 
     # -- driving an exchange -----------------------------------------------------------------------------------
 
@@ -149,7 +148,7 @@ class Http1Connection(asyncio.Protocol):
         self.head = None
         self.body_done = False
         self.bytes_received = False
-        self._expect_body = expect_body
+        self._parser.begin(expect_body)
         self._failure = None
         transport = self.transport
         assert transport is not None
@@ -186,12 +185,7 @@ class Http1Connection(asyncio.Protocol):
 
     def take_all(self) -> bytes:
         """Everything buffered of the body (the whole body when ``body_done``)."""
-        chunks = self._chunks
-        if not chunks:
-            return b""
-        data = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
-        chunks.clear()
-        self._buffered = 0
+        data = self._parser.take_body()
         if self._reading_paused:
             self._resume_reading()
         return data
@@ -199,7 +193,7 @@ class Http1Connection(asyncio.Protocol):
     async def read(self, within: float) -> bytes:
         """The next piece of the body, ``b""`` at its end; raises :class:`UpstreamFailure`."""
         while True:
-            if self._chunks:
+            if self._parser.chunks:
                 return self.take_all()
             if self.body_done:
                 return b""
@@ -209,7 +203,8 @@ class Http1Connection(asyncio.Protocol):
 
     def finish(self) -> bool:
         """End the exchange; True when the connection may carry another one."""
-        if self.state == CLOSED or not self.body_done or self._chunks or self._buffer or not self.reusable:
+        parser = self._parser
+        if self.state == CLOSED or not self.body_done or parser.chunks or parser.extra or not self.reusable:
             self.close()
             return False
         self.state = IDLE
@@ -254,121 +249,7 @@ class Http1Connection(asyncio.Protocol):
         self._fail(UpstreamFailure("protocol", detail, bytes_received=True))
         self.close()
 
-    def _parse_head(self) -> None:
-        buffer = self._buffer
-        while True:
-            end = buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(buffer) > HEAD_LIMIT:
-                    self._protocol_error("response head too large")
-                return
-            try:
-                head = parse_head(bytes(buffer[:end]))
-                framing = NO_BODY if 100 <= head.status < 200 else body_framing(head, self._expect_body)
-            except ValueError as exc:
-                self._protocol_error(str(exc))
-                return
-            del buffer[: end + 4]
-            if head.status == 101:
-                self._protocol_error("protocol upgrades are not proxied")
-                return
-            if head.status >= 200:
-                break
-        self._begin_body(head, framing)
-
-    def _begin_body(self, head: ResponseHead, framing: int) -> None:
-        self._framing = framing
-        self.reusable = head.keep_alive and framing != UNTIL_CLOSE
-        self.state = BODY
-        self.head = head
-        if framing == NO_BODY or (framing == LENGTH and head.content_length == 0):
-            self.body_done = True
-        self._remaining = head.content_length or 0
-        self._chunk_state = _SIZE
-        rest = bytes(self._buffer)
-        self._buffer.clear()
-        if rest:
-            self._feed_body(rest)
-        self._wake()
-
-    def _feed_body(self, data: bytes) -> None:
-        framing = self._framing
-        if self.body_done:
-            self.reusable = False  # bytes after the end of the body: out of step
-        elif framing == LENGTH:
-            remaining = self._remaining
-            if len(data) > remaining:
-                self.reusable = False
-                data = data[:remaining]
-            self._remaining = remaining - len(data)
-            self._push(data)
-            if self._remaining == 0:
-                self.body_done = True
-        elif framing == CHUNKED:
-            self._buffer += data
-            self._decode_chunks()
-        else:
-            self._push(data)
-        if self._buffered > HIGH_WATER and not self._reading_paused and self.transport is not None:
-            self._reading_paused = True
-            self.transport.pause_reading()
-        self._wake()
-
-    def _push(self, data: bytes) -> None:
-        if data:
-            self._chunks.append(data)
-            self._buffered += len(data)
-
-    def _decode_chunks(self) -> None:
-        buffer = self._buffer
-        while buffer and not self.body_done:
-            state = self._chunk_state
-            if state == _DATA:
-                size = min(self._remaining, len(buffer))
-                self._push(bytes(buffer[:size]))
-                del buffer[:size]
-                self._remaining -= size
-                if self._remaining == 0:
-                    self._chunk_state = _DATA_END
-                continue
-            if state == _DATA_END:
-                if len(buffer) < 2:
-                    return
-                if buffer[:2] != b"\r\n":
-                    self._protocol_error("missing CRLF after a chunk")
-                    return
-                del buffer[:2]
-                self._chunk_state = _SIZE
-                continue
-            end = buffer.find(b"\r\n")
-            if end < 0:
-                if len(buffer) > 4096:
-                    self._protocol_error("chunk header too long")
-                return
-            line = bytes(buffer[:end])
-            del buffer[: end + 2]
-            if state == _TRAILER:
-                if not line:
-                    self.body_done = True
-                    self.reusable = self.reusable and not buffer
-                continue
-            self._start_chunk(line)
-            if self.state == CLOSED:
-                return
-
-    def _start_chunk(self, line: bytes) -> None:
-        size_text = line.split(b";", 1)[0].strip()
-        try:
-            size = int(size_text, 16)
-        except ValueError:
-            size = -1
-        if size < 0 or not size_text or len(size_text) > 16:
-            self._protocol_error("bad chunk size")
-            return
-        self._remaining = size
-        self._chunk_state = _DATA if size else _TRAILER
-
     def _resume_reading(self) -> None:
-        if self._buffered < LOW_WATER and self.transport is not None and self.state != CLOSED:
+        if self._parser.buffered < LOW_WATER and self.transport is not None and self.state != CLOSED:
             self._reading_paused = False
             self.transport.resume_reading()
