@@ -1,6 +1,6 @@
 """The upstream HTTP/1.1 client both proxy hops use (gateway → balancer, balancer → apiserver).
 
-parser      the response head and its body framing
+parser      the response parser: llhttp (httptools) plus the refusals llhttp leaves to a proxy hop
 connection  one keep-alive socket as an asyncio Protocol: writes a request, frames the response
 pool        one Upstream per origin: a LIFO pool of connections, `send()` → UpstreamResponse
 relay       aiohttp glue: the headers to send upstream, relaying the answer to the client
