@@ -1,37 +1,68 @@
-"""Real PostgreSQL and Redis for the test suite.
+"""Real PostgreSQL and Redis for the test suite, the test clock, and the guard on which tests may start servers.
 
 Session-scoped servers are started once (embedded, on free ports, in scratch directories) and migrated once;
 the function-scoped `database_url` / `redis_url` fixtures reset their state before each test, so tests are
 independent without paying a server start each. Setting TEST_DATABASE_URL / TEST_REDIS_URL points the suite at
 existing servers instead (they are truncated and flushed!); fault tests that kill servers then skip, because
 they use `own_postgres` / `own_redis`, private servers started for one test.
+
+Only tests marked `integration` or `e2e` may use these servers or start suite processes
+(:mod:`tests.support.markers` says how that is checked).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
-import asyncpg
 import pytest
-import redis.asyncio as aioredis
 
 from database.migrate import run_migrations
-from database.seed import seed
 from stack.services.ports import free_port
 from stack.services.postgres import EmbeddedPostgres
 from stack.services.redis import EmbeddedRedis
-from tests.helpers import (
+from tests.support.clock import ManualClock
+from tests.support.markers import SpawnGuard, missing_server_marker
+from tests.support.servers import (
     TEST_DATABASE_URL,
     TEST_REDIS_URL,
     ExternalServer,
     Server,
+    flush_redis,
+    reset_database,
     run_sync,
     server_root,
     skip_unless_embedded_servers,
 )
 
-_TABLES = "resources, api_keys, refresh_tokens, users"
+_SPAWN_GUARD = SpawnGuard()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    _SPAWN_GUARD.install()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item) -> Generator[None, None, None]:
+    _SPAWN_GUARD.enter(item)
+    try:
+        yield
+    finally:
+        _SPAWN_GUARD.leave()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before any fixture of ``item`` is set up, so an unmarked test fails without starting a server."""
+    reason = missing_server_marker(item)
+    if reason is not None:
+        pytest.fail(reason, pytrace=False)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    """Time that moves only when the test advances it."""
+    return ManualClock()
 
 
 @pytest.fixture(scope="session")
@@ -64,23 +95,14 @@ def redis_server() -> Iterator[Server]:
 @pytest.fixture
 async def database_url(postgres_server: Server) -> str:
     """The shared database, emptied and holding only the two dev accounts (ids 1 and 2)."""
-    connection = await asyncpg.connect(postgres_server.url)
-    try:
-        await connection.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
-    finally:
-        await connection.close()
-    await seed(postgres_server.url, resources=0)
+    await reset_database(postgres_server.url)
     return postgres_server.url
 
 
 @pytest.fixture
 async def redis_url(redis_server: Server) -> str:
     """The shared Redis, flushed."""
-    client = aioredis.from_url(redis_server.url)
-    try:
-        await client.flushall()
-    finally:
-        await client.aclose()
+    await flush_redis(redis_server.url)
     return redis_server.url
 
 

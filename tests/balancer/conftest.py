@@ -12,24 +12,6 @@ from balancer.settings import BalancerSettings
 from tests.balancer.backend_app import STATE, create_backend
 
 
-class FakeClock:
-    """Monotonic time that only moves when a test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
 @pytest.fixture
 async def backends() -> AsyncIterator[list[TestServer]]:
     servers = [TestServer(create_backend(f"b{index}"), host="127.0.0.1") for index in range(3)]
@@ -69,4 +51,4 @@ def counts(servers: list[TestServer]) -> Mapping[str, int]:
     return {backend_id(server): int(str(state(server)["requests"])) for server in servers}
 
 
-__all__ = ["FakeClock", "backend_id", "counts", "settings_for", "state", "url_of", "web"]
+__all__ = ["backend_id", "counts", "settings_for", "state", "url_of", "web"]

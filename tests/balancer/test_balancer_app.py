@@ -17,8 +17,9 @@ from balancer.keys import BALANCER, HEALTH
 from balancer.settings import BalancerSettings
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.settings import DEV_INTERNAL_SECRET
-from tests.balancer.conftest import FakeClock, backend_id, counts, settings_for, state, url_of
-from tests.helpers import wait_until
+from tests.balancer.conftest import backend_id, counts, settings_for, state, url_of
+from tests.support.clock import ManualClock
+from tests.support.polling import wait_until
 
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 Client = TestClient[web.Request, web.Application]
@@ -27,7 +28,7 @@ USER = {IDENTITY_HEADER: sign_identity(Identity(2, "user", "free", "jwt"), DEV_I
 
 
 async def balancer_client(
-    aiohttp_client: ClientFactory, settings: BalancerSettings, clock: FakeClock | None = None
+    aiohttp_client: ClientFactory, settings: BalancerSettings, clock: ManualClock | None = None
 ) -> Client:
     app = create_app(settings, clock=clock or time.monotonic)
     return await aiohttp_client(app)
@@ -46,7 +47,7 @@ async def get_ok(client: Client, times: int) -> None:
 
 
 async def test_a_500ing_backend_is_ejected_and_readmitted_by_exactly_one_trial(
-    aiohttp_client: ClientFactory, backends: list[TestServer], clock: FakeClock
+    aiohttp_client: ClientFactory, backends: list[TestServer], clock: ManualClock
 ) -> None:
     sick = backends[0]
     settings = settings_for([url_of(s) for s in backends], BALANCER_BREAKER_FAILURES="3")
@@ -238,7 +239,7 @@ async def test_excess_load_is_shed_fast(aiohttp_client: ClientFactory, backends:
 
 
 async def test_breaker_reset_needs_admin_and_closes_the_breaker(
-    aiohttp_client: ClientFactory, backends: list[TestServer], clock: FakeClock
+    aiohttp_client: ClientFactory, backends: list[TestServer], clock: ManualClock
 ) -> None:
     client = await balancer_client(aiohttp_client, settings_for([url_of(backends[0])]), clock)
     backend = client.app[BALANCER].pool.backends[0]
@@ -311,7 +312,7 @@ async def test_every_breaker_open_at_once_is_panic_routed_not_a_total_outage(
     """A shared dependency down makes every replica answer 503 to writes, which opens their breakers. Once most
     are open the balancer must keep routing across the health-passing backends (they still serve cached reads)."""
     settings = settings_for([url_of(s) for s in backends], BALANCER_BREAKER_FAILURES="3")
-    client = await balancer_client(aiohttp_client, settings, FakeClock())
+    client = await balancer_client(aiohttp_client, settings, ManualClock())
     balancer = client.app[BALANCER]
     await wait_until(lambda: _true(all(backend.health.up for backend in balancer.pool.backends)), within=10)
     for server in backends:

@@ -26,7 +26,7 @@ from shared.settings import SettingsError
 from stack.services.ports import free_port
 from tests.balancer.backend_app import create_backend
 from tests.balancer.conftest import settings_for, state
-from tests.helpers import wait_until
+from tests.support.polling import wait_until
 
 ClientFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 Client = TestClient[web.Request, web.Application]

@@ -19,8 +19,8 @@ import aiohttp
 import pytest
 
 from stack.services.ports import free_port
-from tests.helpers import wait_until
-from tests.processes import SuiteProcess, start_process, suite_env
+from tests.support.polling import wait_until
+from tests.support.processes import SuiteProcess, start_process, start_test_backend, suite_env
 
 HEALTH_INTERVAL = 0.5
 pytestmark = pytest.mark.e2e
@@ -115,7 +115,7 @@ def rss_peak_kib(pid: int) -> int:
 async def test_big_response_streams_without_memory_growth_and_sigterm_finishes_in_flight(
     tmp_path: Path, processes: list[SuiteProcess]
 ) -> None:
-    backend = start_process("tests.balancer.backend_app", free_port(), tmp_path, suite_env())
+    backend = start_test_backend(tmp_path)
     processes.append(backend)
     balancer = start_balancer(tmp_path, [backend.url], processes)
     assert balancer.process is not None

@@ -1,4 +1,4 @@
-"""Fixtures for the browser suite: the real stack (tests/gateway/stack.py) serving the built dashboard, and
+"""Fixtures for the browser suite: the real stack (tests/support/stack.py) serving the built dashboard, and
 Debian's Chromium driven by Playwright (never a downloaded browser).
 
 The suite skips, saying why, when ``frontend/dist`` is not built (``make frontend``) or ``/usr/bin/chromium``
@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Error, Page, async_playwright
 
-from tests.gateway.stack import Stack, start_stack
+from tests.support.stack import Stack, start_stack
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "frontend" / "dist"

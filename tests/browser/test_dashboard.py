@@ -18,27 +18,26 @@ import pytest
 import redis.asyncio as aioredis
 from playwright.async_api import Locator, Page, expect
 
+from database.accounts import DEV_ADMIN, DEV_USER, DevAccount
 from tests.browser.conftest import ROOT, screenshot
-from tests.gateway.stack import Stack
-from tests.helpers import wait_until
+from tests.support.polling import wait_until
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
-ADMIN = ("admin@example.com", "admin123")
-USER = ("user@example.com", "user123")
 SECONDS = 1000  # Playwright timeouts are in milliseconds
 
 
-async def sign_in(page: Page, stack: Stack, account: tuple[str, str]) -> None:
+async def sign_in(page: Page, stack: Stack, account: DevAccount) -> None:
     if not page.url.startswith(stack.gateway + "/dashboard/"):
         await page.goto(stack.gateway + "/dashboard/")
-    await page.get_by_label("Email").fill(account[0])
-    await page.get_by_label("Password").fill(account[1])
+    await page.get_by_label("Email").fill(account.email)
+    await page.get_by_label("Password").fill(account.password)
     await page.get_by_role("button", name="Sign in").click()
 
 
 async def sign_in_live(page: Page, stack: Stack) -> None:
-    await sign_in(page, stack, ADMIN)
+    await sign_in(page, stack, DEV_ADMIN)
     await expect(page.get_by_test_id("stream-status")).to_have_text("live", timeout=15 * SECONDS)
 
 
@@ -46,10 +45,8 @@ def backend_row(page: Page, url: str) -> Locator:
     return page.locator("tr[data-backend]", has_text=url)
 
 
-async def login_token(http: aiohttp.ClientSession, stack: Stack, account: tuple[str, str]) -> str:
-    async with http.post(
-        stack.gateway + "/api/v1/auth/login", json={"email": account[0], "password": account[1]}
-    ) as response:
+async def login_token(http: aiohttp.ClientSession, stack: Stack, account: DevAccount) -> str:
+    async with http.post(stack.gateway + "/api/v1/auth/login", json=account.login) as response:
         assert response.status == 200, await response.text()
         token: str = (await response.json())["token"]
     return token
@@ -59,7 +56,7 @@ async def traffic(stack: Stack, *, seconds: float, max_requests: int = 2000) -> 
     """Bounded traffic as the free-tier user (whose small limit produces 429s); counts answers by status."""
     statuses: dict[int, int] = {}
     async with aiohttp.ClientSession() as http:
-        headers = {"Authorization": f"Bearer {await login_token(http, stack, USER)}"}
+        headers = {"Authorization": f"Bearer {await login_token(http, stack, DEV_USER)}"}
         deadline = asyncio.get_running_loop().time() + seconds
         sent = 0
         while asyncio.get_running_loop().time() < deadline and sent < max_requests:
@@ -73,7 +70,7 @@ async def traffic(stack: Stack, *, seconds: float, max_requests: int = 2000) -> 
 async def test_admin_signs_in_user_is_refused_and_sessions_end(stack: Stack, page: Page) -> None:
     await page.goto(stack.gateway + "/dashboard/")
     await screenshot(page, "login")
-    await sign_in(page, stack, USER)
+    await sign_in(page, stack, DEV_USER)
     await expect(page.get_by_role("heading", name="Admins only")).to_be_visible()
     await screenshot(page, "admins-only")
     await page.get_by_role("button", name="Sign out").click()
@@ -159,7 +156,7 @@ async def test_live_view_follows_traffic_failures_and_drains(stack: Stack, page:
 async def instances_serving(stack: Stack, count: int) -> set[str]:
     seen: set[str] = set()
     async with aiohttp.ClientSession() as http:
-        headers = {"Authorization": f"Bearer {await login_token(http, stack, ADMIN)}"}
+        headers = {"Authorization": f"Bearer {await login_token(http, stack, DEV_ADMIN)}"}
         for _ in range(count):
             async with http.get(stack.gateway + "/api/v1/status", headers=headers) as response:
                 assert response.status == 200, await response.text()
@@ -177,7 +174,7 @@ async def cached_keys(redis_url: str) -> list[Any]:
 
 async def test_actions_cache_rate_limits_keys_and_tiers(stack: Stack, page: Page, redis_url: str) -> None:
     async with aiohttp.ClientSession() as http:
-        admin = {"Authorization": f"Bearer {await login_token(http, stack, ADMIN)}"}
+        admin = {"Authorization": f"Bearer {await login_token(http, stack, DEV_ADMIN)}"}
         async with http.post(
             stack.gateway + "/api/v1/resources", json={"name": "cached", "type": "note"}, headers=admin
         ) as created:
@@ -196,7 +193,7 @@ async def test_actions_cache_rate_limits_keys_and_tiers(stack: Stack, page: Page
     await expect(page.get_by_text("Cache cleared")).to_be_visible(timeout=5 * SECONDS)
     assert await cached_keys(redis_url) == []
 
-    await page.get_by_label("User id, email or IP address").fill("user@example.com")
+    await page.get_by_label("User id, email or IP address").fill(DEV_USER.email)
     await page.get_by_role("button", name="Look up").click()
     await expect(page.locator("dl.facts")).to_contain_text("user:2")
 
@@ -221,9 +218,9 @@ async def test_actions_cache_rate_limits_keys_and_tiers(stack: Stack, page: Page
 
         await wait_until(rejected, within=5, interval=0.2)
 
-    await page.get_by_label("Tier of user@example.com", exact=True).select_option("pro")
-    await page.get_by_role("button", name="Save tier of user@example.com").click()
-    await expect(page.get_by_text("user@example.com is now on the pro tier")).to_be_visible()
+    await page.get_by_label(f"Tier of {DEV_USER.email}", exact=True).select_option("pro")
+    await page.get_by_role("button", name=f"Save tier of {DEV_USER.email}").click()
+    await expect(page.get_by_text(f"{DEV_USER.email} is now on the pro tier")).to_be_visible()
     await screenshot(page, "actions", full_page=True)
 
     await page.set_viewport_size({"width": 390, "height": 844})

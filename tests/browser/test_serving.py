@@ -14,6 +14,9 @@ from gateway.app import create_app
 from gateway.dashboard import CONTENT_SECURITY_POLICY
 from gateway.settings import GatewaySettings
 
+# The gateway app here runs over the suite's real PostgreSQL and Redis.
+pytestmark = pytest.mark.integration
+
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[..., Awaitable[Client]]
 

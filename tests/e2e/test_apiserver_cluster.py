@@ -32,8 +32,8 @@ from shared.settings import DEV_INTERNAL_SECRET
 from stack.services.ports import free_port
 from stack.services.postgres import EmbeddedPostgres
 from stack.services.redis import EmbeddedRedis
-from tests.helpers import wait_until
-from tests.processes import SuiteProcess, suite_env
+from tests.support.polling import wait_until
+from tests.support.processes import SuiteProcess, suite_env
 
 pytestmark = pytest.mark.e2e
 

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
 
 import aiohttp
 import pytest
@@ -30,8 +29,8 @@ import pytest
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.settings import DEV_INTERNAL_SECRET
 from stack.services.ports import free_port
-from tests.helpers import wait_until
-from tests.processes import suite_env
+from tests.support.polling import wait_until
+from tests.support.processes import ChildProcess, suite_env
 
 pytestmark = pytest.mark.e2e
 
@@ -61,19 +60,17 @@ def consecutive_free_ports(count: int) -> int:
 
 @dataclass
 class Stack:
-    process: subprocess.Popen[bytes]
-    log_path: Path
+    up: ChildProcess
     data_dir: Path
     apiserver_ports: list[int]
     balancer_port: int
-    log: IO[bytes] | None = field(default=None, repr=False)
 
     @property
     def balancer_url(self) -> str:
         return f"http://127.0.0.1:{self.balancer_port}"
 
     def output(self) -> str:
-        return self.log_path.read_text(errors="replace")
+        return self.up.output(tail=None)
 
     def apiserver_pids(self) -> dict[int, int]:
         """port -> pid of the apiserver children of this ``up`` (read from /proc)."""
@@ -87,9 +84,15 @@ class Stack:
             except OSError:
                 continue
             parent = int(stat.rsplit(")", 1)[1].split()[1])
-            if parent == self.process.pid and b"apiserver" in argv and b"--port" in argv:
+            if parent == self.up.pid and b"apiserver" in argv and b"--port" in argv:
                 found[int(argv[argv.index(b"--port") + 1])] = int(entry.name)
         return found
+
+    def kill_apiservers(self) -> None:
+        """SIGKILL the apiservers while ``up`` still owns them (once it is killed they are nobody's children)."""
+        for pid in self.apiserver_pids().values():
+            with suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
 
 
 @pytest.fixture
@@ -110,27 +113,13 @@ def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[Stack]:
         *("--balancer-port", str(balancer_port), "--gateway-port", str(free_port())),
         *("--data-dir", str(data_dir), "--resources", "20"),
     ]
-    log_path = tmp_path / "up.log"
-    log = log_path.open("ab")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "stack.cli", "up", *args], env=env, stdout=log, stderr=subprocess.STDOUT
-    )
-    ports = [first + index for index in range(APISERVERS)]
-    running = Stack(process, log_path, data_dir, ports, balancer_port, log)
+    up = ChildProcess("stack.cli", ["up", *args], env, tmp_path / "up.log")
+    up.spawn()
+    running = Stack(up, data_dir, [first + index for index in range(APISERVERS)], balancer_port)
     try:
         yield running
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(30)
-            except subprocess.TimeoutExpired:
-                for pid in running.apiserver_pids().values():
-                    with suppress(OSError):
-                        os.kill(pid, signal.SIGKILL)
-                process.kill()
-                process.wait()
-        log.close()
+        up.stop(30, before_kill=running.kill_apiservers)
 
 
 async def all_backends_healthy(session: aiohttp.ClientSession, stack: Stack) -> bool:
@@ -181,7 +170,7 @@ async def test_rolling_restart_of_every_apiserver_under_load_fails_no_request(st
     async with aiohttp.ClientSession(timeout=timeout) as session:
 
         async def stack_ready() -> bool:
-            assert stack.process.poll() is None, stack.output()[-4000:]
+            assert stack.up.running(), stack.up.output()
             return "ready." in stack.output() and await all_backends_healthy(session, stack)
 
         await wait_until(stack_ready, within=90, interval=0.2)

@@ -10,11 +10,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
+from database.accounts import DevAccount
 from gateway.app import create_app
 from gateway.settings import GatewaySettings
-
-ADMIN = ("admin@example.com", "admin123")
-USER = ("user@example.com", "user123")
 
 GatewayFactory = Callable[..., Awaitable[TestClient[web.Request, web.Application]]]
 
@@ -70,8 +68,8 @@ async def gateway(make_gateway: GatewayFactory) -> TestClient[web.Request, web.A
     return await make_gateway()
 
 
-async def login(client: TestClient[web.Request, web.Application], account: tuple[str, str]) -> dict[str, Any]:
-    response = await client.post("/api/v1/auth/login", json={"email": account[0], "password": account[1]})
+async def login(client: TestClient[web.Request, web.Application], account: DevAccount) -> dict[str, Any]:
+    response = await client.post("/api/v1/auth/login", json=account.login)
     assert response.status == 200, await response.text()
     session: dict[str, Any] = await response.json()
     return session

@@ -7,8 +7,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 from openapi_spec_validator import validate
 
+from database.accounts import DEV_ADMIN, DEV_USER
 from gateway.openapi import DOCUMENT
-from tests.gateway.conftest import ADMIN, USER, bearer, login
+from tests.gateway.conftest import bearer, login
+
+# The gateway app here runs over the suite's real PostgreSQL and Redis.
+pytestmark = pytest.mark.integration
 
 Client = TestClient[web.Request, web.Application]
 
@@ -35,7 +39,7 @@ def concrete(path: str) -> str:
 async def test_every_admin_route_refuses_anonymous_and_users(gateway: Client) -> None:
     routes = admin_routes(gateway.app)
     assert len(routes) >= 10
-    user = bearer(await login(gateway, USER))
+    user = bearer(await login(gateway, DEV_USER))
     for method, path in routes:
         anonymous = await gateway.request(method, concrete(path), json={})
         assert anonymous.status == 401, (method, path)
@@ -45,10 +49,10 @@ async def test_every_admin_route_refuses_anonymous_and_users(gateway: Client) ->
 
 
 async def test_admin_reads_rate_limit_state(gateway: Client) -> None:
-    admin = bearer(await login(gateway, ADMIN))
+    admin = bearer(await login(gateway, DEV_ADMIN))
     for _ in range(3):
         await gateway.get("/api/v1/me", headers=admin)
-    state = await (await gateway.get("/api/v1/admin/rate-limits/admin@example.com", headers=admin)).json()
+    state = await (await gateway.get(f"/api/v1/admin/rate-limits/{DEV_ADMIN.email}", headers=admin)).json()
     assert state["key"] == "user:1"
     assert state["tier"] == "enterprise"
     assert state["used"] == 4  # three calls to /me and this one

@@ -12,9 +12,10 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from database.accounts import DEV_ADMIN, DEV_USER
 from stack.services.redis import EmbeddedRedis
-from tests.gateway.stack import Stack, start_stack
-from tests.helpers import wait_until
+from tests.support.polling import wait_until
+from tests.support.stack import Stack, start_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -49,9 +50,7 @@ async def test_walkthrough(stack: Stack, redis_url: str) -> None:
     base = stack.gateway
     async with aiohttp.ClientSession() as http:
         await _routable(http, stack)
-        session = await _json(
-            await http.post(base + "/api/v1/auth/login", json={"email": "admin@example.com", "password": "admin123"})
-        )
+        session = await _json(await http.post(base + "/api/v1/auth/login", json=DEV_ADMIN.login))
         auth = {"Authorization": f"Bearer {session['token']}"}
         assert (await _json(await http.get(base + "/api/v1/me", headers=auth)))["role"] == "admin"
 
@@ -76,8 +75,7 @@ async def test_walkthrough(stack: Stack, redis_url: str) -> None:
             text = await metrics.text()
         assert 'ratelimit_decisions_total{decision="allowed",tier="enterprise"}' in text
         assert 'http_requests_total{method="GET",route="/api/v1/status"' in text
-        if stack.balancer is not None:
-            assert (await _json(await http.get(stack.balancer.url + "/lb/status")))["backends"]
+        assert (await _json(await http.get(stack.balancer.url + "/lb/status")))["backends"]
         async with http.get(base + "/lb/status") as hidden:
             assert hidden.status == 404
 
@@ -92,8 +90,7 @@ async def _admin_views(http: aiohttp.ClientSession, base: str, auth: dict[str, s
     assert dashboard["gateway"]["rate_limiter"]["backend"] == "redis"
     assert dashboard["gateway"]["rate_limit_decisions"]["enterprise"]["allowed"] > 0
     assert "hit_ratio" in str(dashboard["apiservers"][0]["cache"]) or dashboard["apiservers"][0]["cache"]
-    if stack.balancer is not None:
-        assert len(dashboard["balancer"]["backends"]) == 2
+    assert len(dashboard["balancer"]["backends"]) == 2
 
     breakers = await _json(await http.get(base + "/api/v1/admin/circuit-breakers", headers=auth))
     assert len(breakers["apiservers"]) == 2
@@ -101,10 +98,9 @@ async def _admin_views(http: aiohttp.ClientSession, base: str, auth: dict[str, s
         assert {b["name"] for b in answer["breakers"]} >= {"external-api"}
     reset = await _json(await http.post(base + "/api/v1/admin/circuit-breakers/external-api/reset", headers=auth))
     assert reset["scope"] == "apiservers"
-    if stack.balancer is not None:
-        name = breakers["balancer"][0]["name"]
-        reset = await _json(await http.post(f"{base}/api/v1/admin/circuit-breakers/{name}/reset", headers=auth))
-        assert reset["scope"] == "balancer"
+    name = breakers["balancer"][0]["name"]
+    reset = await _json(await http.post(f"{base}/api/v1/admin/circuit-breakers/{name}/reset", headers=auth))
+    assert reset["scope"] == "balancer"
     missing = await http.post(base + "/api/v1/admin/circuit-breakers/no-such-breaker/reset", headers=auth)
     assert missing.status == 404
 
@@ -136,7 +132,7 @@ async def _cache_clear_keeps_sessions_and_limits(
         await client.aclose()
     refreshed = await http.post(base + "/api/v1/auth/refresh", json={"refresh_token": session["refresh_token"]})
     assert refreshed.status == 200
-    assert (await _json(await http.get(base + "/api/v1/me", headers=auth)))["email"] == "admin@example.com"
+    assert (await _json(await http.get(base + "/api/v1/me", headers=auth)))["email"] == DEV_ADMIN.email
 
 
 async def test_exact_limit_across_two_gateways(tmp_path: Path, database_url: str, redis_url: str) -> None:
@@ -145,9 +141,7 @@ async def test_exact_limit_across_two_gateways(tmp_path: Path, database_url: str
     stack = start_stack(tmp_path, database_url, redis_url, apiservers=1, gateways=2, RATE_LIMIT_FREE=str(limit))
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=100)) as http:
-            login = await http.post(
-                stack.gateway + "/api/v1/auth/login", json={"email": "user@example.com", "password": "user123"}
-            )
+            login = await http.post(stack.gateway + "/api/v1/auth/login", json=DEV_USER.login)
             auth = {"Authorization": f"Bearer {(await _json(login))['token']}"}
             queue: asyncio.Queue[int] = asyncio.Queue()
             for index in range(total):
@@ -175,11 +169,11 @@ async def test_exact_limit_across_two_gateways(tmp_path: Path, database_url: str
 async def test_gateway_survives_redis_outage(
     tmp_path: Path, database_url: str, redis_url: str, own_redis: EmbeddedRedis
 ) -> None:
-    stack = start_stack(tmp_path, database_url, redis_url, apiservers=1, gateway_redis_url=own_redis.url)
+    stack = start_stack(tmp_path, database_url, redis_url, apiservers=1, REDIS_URL=own_redis.url)
     base = stack.gateway
     try:
         async with aiohttp.ClientSession() as http:
-            login = {"email": "admin@example.com", "password": "admin123"}
+            login = DEV_ADMIN.login
             session = await _json(await http.post(base + "/api/v1/auth/login", json=login))
             auth = {"Authorization": f"Bearer {session['token']}"}
             await _json(await http.get(base + "/api/v1/status", headers=auth))

@@ -8,9 +8,13 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
+from database.accounts import DEV_ADMIN, DEV_USER
 from shared.identity import IDENTITY_HEADER, verify_identity
 from shared.settings import DEV_INTERNAL_SECRET
-from tests.gateway.conftest import ADMIN, USER, GatewayFactory, bearer, login
+from tests.gateway.conftest import GatewayFactory, bearer, login
+
+# The gateway app here runs over the suite's real PostgreSQL and Redis.
+pytestmark = pytest.mark.integration
 
 Client = TestClient[web.Request, web.Application]
 
@@ -49,7 +53,7 @@ async def test_client_identity_header_is_replaced_by_a_signed_one(gateway: Clien
     assert identity.user_id is None
     assert identity.role == "anonymous"
 
-    session = await login(gateway, USER)
+    session = await login(gateway, DEV_USER)
     seen = await (await gateway.get("/api/v1/status", headers={**bearer(session), IDENTITY_HEADER: forged})).json()
     identity = verify_identity(seen["headers"][IDENTITY_HEADER], DEV_INTERNAL_SECRET)
     assert (identity.user_id, identity.role, identity.tier, identity.method) == (2, "user", "free", "jwt")
@@ -69,7 +73,7 @@ async def test_proxied_responses_carry_rate_limit_and_request_id(gateway: Client
 
 
 async def test_bodies_are_forwarded(gateway: Client) -> None:
-    session = await login(gateway, ADMIN)
+    session = await login(gateway, DEV_ADMIN)
     response = await gateway.post("/api/v1/resources", json={"name": "n", "type": "t"}, headers=bearer(session))
     seen = await response.json()
     assert seen["method"] == "POST"
@@ -107,7 +111,7 @@ async def raw_request(client: Client, text: str) -> str:
 
 @pytest.mark.parametrize("path", ["/internal/cache", "/internal/breakers", "/lb/status", "/api/v1/unknown"])
 async def test_internal_paths_are_never_proxied(gateway: Client, path: str) -> None:
-    session = await login(gateway, ADMIN)
+    session = await login(gateway, DEV_ADMIN)
     for method in ("GET", "POST"):
         response = await gateway.request(method, path, headers=bearer(session))
         assert response.status in (404, 405)
@@ -116,7 +120,7 @@ async def test_internal_paths_are_never_proxied(gateway: Client, path: str) -> N
 
 async def test_body_limits_and_types(make_gateway: GatewayFactory) -> None:
     client = await make_gateway(MAX_BODY_BYTES="2048")
-    session = await login(client, ADMIN)
+    session = await login(client, DEV_ADMIN)
     big = await client.post(
         "/api/v1/resources",
         data=b"{" + b" " * 5000 + b"}",
@@ -134,7 +138,7 @@ async def test_oversized_headers_are_refused(gateway: Client) -> None:
 
 async def test_overload_is_shed_with_503(make_gateway: GatewayFactory, echo_upstream: object) -> None:
     client = await make_gateway(MAX_IN_FLIGHT="2")
-    session = await login(client, ADMIN)
+    session = await login(client, DEV_ADMIN)
     headers = {**bearer(session)}
     # Three admin streams held open: the third exceeds the in-flight budget.
     first = await client.get("/api/v1/admin/stream?max_events=100", headers=headers)

@@ -16,7 +16,11 @@ from aiohttp.test_utils import TestClient
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from database.accounts import DEV_USER
 from shared.settings import DEV_JWT_SECRET
+
+# The gateway app here runs over the suite's real PostgreSQL and Redis.
+pytestmark = pytest.mark.integration
 
 Client = TestClient[web.Request, web.Application]
 
@@ -97,7 +101,7 @@ async def test_a_correct_token_is_accepted(gateway: Client) -> None:
     token = jwt.encode(claims(sub="2", role="user", tier="free"), DEV_JWT_SECRET, algorithm="HS256")
     response = await gateway.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
     assert response.status == 200
-    assert (await response.json())["email"] == "user@example.com"
+    assert (await response.json())["email"] == DEV_USER.email
 
 
 async def test_malformed_authorization_header_is_refused(gateway: Client) -> None:

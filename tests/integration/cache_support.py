@@ -15,7 +15,7 @@ from apiserver.cache.stats import CacheStats
 from apiserver.cache.two_level import CacheConfig, TwoLevelCache
 from shared.breaker import AsyncCircuitBreaker
 from shared.resources import make_redis
-from tests.helpers import wait_until
+from tests.support.polling import wait_until
 
 
 @asynccontextmanager

@@ -10,22 +10,16 @@ from aiohttp.test_utils import TestClient
 
 from apiserver.keys import EXTERNAL
 from tests.integration.apiserver_support import ADMIN, USER, as_, create_app, settings_for
+from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
 Client = TestClient[web.Request, web.Application]
 
 
-class Clock:
-    now = 500.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 async def test_open_half_open_close_cycle(
     aiohttp_client: Callable[[web.Application], Awaitable[Client]], database_url: str, redis_url: str
 ) -> None:
-    clock = Clock()
+    clock = ManualClock(500.0)
     settings = settings_for(
         database_url, redis_url, EXTERNAL_BREAKER_FAIL_MAX="3", EXTERNAL_BREAKER_RESET="10", EXTERNAL_FAILURE_RATE="1"
     )
@@ -37,7 +31,7 @@ async def test_open_half_open_close_cycle(
     assert refused.headers["Retry-After"] == "10"
     assert (await refused.json(content_type="application/problem+json"))["type"].endswith("circuit-open")
 
-    clock.now += 10
+    clock.advance(10)
     api.app[EXTERNAL].failure_rate = 0.0
     trial = await api.get("/api/v1/external")
     assert trial.status == 200

@@ -16,8 +16,8 @@ from database.seed import seed
 from stack.services.ports import free_port
 from stack.services.postgres import EmbeddedPostgres
 from stack.services.replica import create_streaming_replica
-from tests.helpers import wait_until
 from tests.integration.apiserver_support import USER, as_, create_app, settings_for, wait_subscribed
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
 Client = TestClient[web.Request, web.Application]

@@ -14,8 +14,9 @@ from shared.resources import parse_sentinel_url
 from stack.services.ports import free_port
 from stack.services.redis import EmbeddedRedis
 from stack.services.sentinel import EmbeddedSentinel
-from tests.helpers import skip_unless_embedded_servers, wait_until
 from tests.integration.cache_support import cache_instance
+from tests.support.polling import wait_until
+from tests.support.servers import skip_unless_embedded_servers
 
 pytestmark = pytest.mark.integration
 SERVICE = "scalable"

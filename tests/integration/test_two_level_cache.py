@@ -12,18 +12,11 @@ import redis.asyncio as aioredis
 from apiserver.cache.entry import Entry, SourceUnavailable
 from apiserver.cache.two_level import CacheConfig
 from stack.services.redis import EmbeddedRedis
-from tests.helpers import wait_until
 from tests.integration.cache_support import cache_instance, holds
+from tests.support.clock import ManualClock
+from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def __call__(self) -> float:
-        return self.now
 
 
 class CountingLoader:
@@ -95,24 +88,24 @@ async def test_deleted_entries_become_tombstones(redis_url: str) -> None:
 
 
 async def test_not_found_is_cached_briefly(redis_url: str) -> None:
-    clock = Clock()
+    clock = ManualClock(time.time())
     config = CacheConfig(negative_ttl=5.0)
     async with cache_instance(redis_url, "a", clock=clock, config=config) as cache:
         absent = CountingLoader(version=0, payload=b"")
         for _ in range(3):
             assert (await cache.get("res:404", absent)).entry.absent
         assert absent.calls == 1
-        clock.now += 6.0
+        clock.advance(6.0)
         await cache.get("res:404", absent)
         assert absent.calls == 2
 
 
 async def test_stale_if_error_when_the_database_is_down(redis_url: str) -> None:
-    clock = Clock()
+    clock = ManualClock(time.time())
     async with cache_instance(redis_url, "a", clock=clock, config=CacheConfig(fresh_ttl=1.0)) as cache:
         loader = CountingLoader(version=1, payload=b"kept")
         await cache.get("res:2", loader)
-        clock.now += 5.0
+        clock.advance(5.0)
         loader.down = True
         lookup = await cache.get("res:2", loader)
         assert lookup.stale

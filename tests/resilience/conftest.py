@@ -8,8 +8,9 @@ from dataclasses import dataclass
 import aiohttp
 import pytest
 
-from tests.resilience.cluster import USER_LOGIN, Cluster
+from database.accounts import DEV_USER
 from tests.resilience.load import session
+from tests.support.stack import Stack
 
 
 @pytest.fixture
@@ -27,8 +28,8 @@ class Prepared:
     own_ids: list[int]
 
 
-async def prepare(http: aiohttp.ClientSession, cluster: Cluster, *, reads: int = 20, own: int = 4) -> Prepared:
-    auth = await cluster.bearer(http, USER_LOGIN)
+async def prepare(http: aiohttp.ClientSession, cluster: Stack, *, reads: int = 20, own: int = 4) -> Prepared:
+    auth = await cluster.bearer(http, DEV_USER.login)
     read_ids = await cluster.create(http, auth, reads, type_="read")
     own_ids = await cluster.create(http, auth, own, type_="own")
     return Prepared(auth, read_ids, own_ids)

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from tests.helpers import Server, run_sync, server_root
-from tests.processes import SuiteProcess
-from tests.resilience.cluster import Cluster, backend_id, reset_state, start_cluster
 from tests.resilience.conftest import prepare
 from tests.resilience.load import LoadRun, MixedLoad, failed, poll_until
 from tests.resilience.report import record
+from tests.support.processes import SuiteProcess
+from tests.support.servers import Server, reset_state, run_sync, server_root
+from tests.support.stack import UNLIMITED, Stack, backend_id, start_stack
 
 pytestmark = pytest.mark.e2e
 SUITE = "resilience"
@@ -26,17 +26,17 @@ CONCURRENCY = 12
 
 
 @pytest.fixture(scope="module")
-def cluster(postgres_server: Server, redis_server: Server) -> Iterator[Cluster]:
+def cluster(postgres_server: Server, redis_server: Server) -> Iterator[Stack]:
     run_sync(reset_state(postgres_server.url, redis_server.url))
     with server_root("scalable-api-resilience-") as tmp:
-        running = start_cluster(tmp, postgres_server.url, redis_server.url, apiservers=3)
+        running = start_stack(tmp, postgres_server.url, redis_server.url, apiservers=3, rate_limits=UNLIMITED)
         try:
             yield running
         finally:
             running.stop()
 
 
-async def test_kill_9_an_apiserver_fails_no_idempotent_request(cluster: Cluster, http: aiohttp.ClientSession) -> None:
+async def test_kill_9_an_apiserver_fails_no_idempotent_request(cluster: Stack, http: aiohttp.ClientSession) -> None:
     assert await poll_until(lambda: cluster.every_apiserver_serves(http), within=15) is not None
     data = await prepare(http, cluster)
     mix = MixedLoad(cluster.gateway, data.auth, data.read_ids, data.own_ids)
@@ -80,9 +80,7 @@ async def test_kill_9_an_apiserver_fails_no_idempotent_request(cluster: Cluster,
     assert recovery is not None, f"{backend_id(victim)} not back in rotation 10 s after it was ready again"
 
 
-async def test_rolling_restart_of_every_apiserver_fails_no_request(
-    cluster: Cluster, http: aiohttp.ClientSession
-) -> None:
+async def test_rolling_restart_of_every_apiserver_fails_no_request(cluster: Stack, http: aiohttp.ClientSession) -> None:
     """Drain, stop (SIGTERM), start, wait until healthy in the pool, enable: one apiserver at a time."""
     assert await poll_until(lambda: cluster.every_apiserver_serves(http), within=15) is not None
     data = await prepare(http, cluster)

@@ -9,10 +9,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.resilience.cluster import backend_id, running_cluster, start_test_backend
+from database.accounts import DEV_USER
 from tests.resilience.conftest import prepare
 from tests.resilience.load import LoadRun, MixedLoad, poll_until
 from tests.resilience.report import percentile, record
+from tests.support.processes import start_test_backend
+from tests.support.stack import UNLIMITED, backend_id, running_stack
 
 pytestmark = pytest.mark.e2e
 SUITE = "resilience"
@@ -23,7 +25,7 @@ BALANCER_TIMEOUT = 1.0
 async def test_balancer_restart_gateway_answers_503_fast_then_recovers(
     tmp_path: Path, database_url: str, redis_url: str, http: aiohttp.ClientSession
 ) -> None:
-    with running_cluster(tmp_path, database_url, redis_url) as cluster:
+    with running_stack(tmp_path, database_url, redis_url, rate_limits=UNLIMITED) as cluster:
         data = await prepare(http, cluster)
         mix = MixedLoad(cluster.gateway, data.auth, data.read_ids, data.own_ids, writes=False)
         load = LoadRun(http, mix.pick, concurrency=6, budget=20_000, deadline=40, pace=0.005).start()
@@ -83,12 +85,18 @@ async def test_hanging_backend_times_out_with_504_and_its_breaker_opens(
         "BALANCER_BREAKER_RESET": "30",
         "BALANCER_ALGORITHM": "round_robin",
     }
-    with running_cluster(
-        tmp_path, database_url, redis_url, apiservers=1, extra_backends=[hanging], balancer_env=balancer_env
+    with running_stack(
+        tmp_path,
+        database_url,
+        redis_url,
+        apiservers=1,
+        extra_backends=[hanging],
+        balancer_env=balancer_env,
+        rate_limits=UNLIMITED,
     ) as cluster:
         async with http.post(hanging.url + "/_control?delay=60") as response:
             assert response.status == 200
-        auth = await cluster.bearer(http, {"email": "user@example.com", "password": "user123"})
+        auth = await cluster.bearer(http, DEV_USER.login)
 
         def pick(number: int) -> object:
             from tests.resilience.load import Call

@@ -15,13 +15,14 @@ import aiohttp
 import asyncpg
 import pytest
 
+from database.accounts import DEV_ADMIN
 from database.seed import seed
 from stack.services.postgres import EmbeddedPostgres
 from stack.services.redis import EmbeddedRedis
-from tests.resilience.cluster import ADMIN_LOGIN, Cluster, operator_headers, running_cluster
 from tests.resilience.conftest import prepare
 from tests.resilience.load import Call, LoadRun, MixedLoad, poll_until
 from tests.resilience.report import Sample, record
+from tests.support.stack import UNLIMITED, Stack, operator_headers, running_stack
 
 pytestmark = pytest.mark.e2e
 SUITE = "resilience"
@@ -29,14 +30,14 @@ OUTAGE = 10.0  # seconds the dependency stays down
 RECOVERY_DEADLINE = 5.0
 
 
-async def _dashboard(http: aiohttp.ClientSession, cluster: Cluster, admin: dict[str, str]) -> dict[str, Any]:
+async def _dashboard(http: aiohttp.ClientSession, cluster: Stack, admin: dict[str, str]) -> dict[str, Any]:
     async with http.get(cluster.gateway + "/api/v1/admin/dashboard", headers=admin) as response:
         assert response.status == 200, await response.text()
         body: dict[str, Any] = await response.json()
         return body
 
 
-async def _l1_enabled(http: aiohttp.ClientSession, cluster: Cluster) -> bool:
+async def _l1_enabled(http: aiohttp.ClientSession, cluster: Stack) -> bool:
     for process in cluster.apiservers:
         try:
             async with http.get(process.url + "/api/v1/status") as response:
@@ -47,7 +48,7 @@ async def _l1_enabled(http: aiohttp.ClientSession, cluster: Cluster) -> bool:
     return True
 
 
-async def _l2_used(http: aiohttp.ClientSession, cluster: Cluster) -> bool:
+async def _l2_used(http: aiohttp.ClientSession, cluster: Stack) -> bool:
     """Every apiserver's Redis-cache breaker is closed again (L2 in use)."""
     for process in cluster.apiservers:
         async with http.get(process.url + "/internal/breakers", headers=operator_headers()) as response:
@@ -60,9 +61,9 @@ async def _l2_used(http: aiohttp.ClientSession, cluster: Cluster) -> bool:
 async def test_redis_killed_for_10s_serves_on_local_limits_and_recovers(
     tmp_path: Path, database_url: str, own_redis: EmbeddedRedis, http: aiohttp.ClientSession
 ) -> None:
-    with running_cluster(tmp_path, database_url, own_redis.url) as cluster:
+    with running_stack(tmp_path, database_url, own_redis.url, rate_limits=UNLIMITED) as cluster:
         data = await prepare(http, cluster)
-        admin = await cluster.bearer(http, ADMIN_LOGIN)
+        admin = await cluster.bearer(http, DEV_ADMIN.login)
         mix = MixedLoad(cluster.gateway, data.auth, data.read_ids, data.own_ids)
         load = LoadRun(http, mix.pick, concurrency=6, budget=30_000, deadline=45, observe=mix.observe).start()
         await load.more(300)
@@ -139,7 +140,7 @@ async def test_postgres_stopped_for_10s_keeps_cached_reads_and_every_acknowledge
     tmp_path: Path, own_postgres: EmbeddedPostgres, redis_url: str, http: aiohttp.ClientSession
 ) -> None:
     await seed(own_postgres.url, resources=0)
-    with running_cluster(tmp_path, own_postgres.url, redis_url) as cluster:
+    with running_stack(tmp_path, own_postgres.url, redis_url, rate_limits=UNLIMITED) as cluster:
         data = await prepare(http, cluster)
         mix = MixedLoad(cluster.gateway, data.auth, data.read_ids, data.own_ids)
         load = LoadRun(http, mix.pick, concurrency=6, budget=30_000, deadline=45, observe=mix.observe).start()

@@ -9,9 +9,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.resilience.cluster import USER_LOGIN, running_cluster
+from database.accounts import DEV_USER
 from tests.resilience.load import Call, LoadRun, poll_until, send, session
 from tests.resilience.report import percentile, record
+from tests.support.stack import UNLIMITED, running_stack
 
 pytestmark = pytest.mark.e2e
 SUITE = "resilience"
@@ -22,8 +23,10 @@ ADMITTED_P99_LIMIT = 1.0  # seconds
 async def test_overload_at_5x_capacity_is_shed_and_recovers(
     tmp_path: Path, database_url: str, redis_url: str, http: aiohttp.ClientSession
 ) -> None:
-    with running_cluster(tmp_path, database_url, redis_url, MAX_IN_FLIGHT=str(CAPACITY)) as cluster:
-        auth = await cluster.bearer(http, USER_LOGIN)
+    with running_stack(
+        tmp_path, database_url, redis_url, rate_limits=UNLIMITED, MAX_IN_FLIGHT=str(CAPACITY)
+    ) as cluster:
+        auth = await cluster.bearer(http, DEV_USER.login)
         url = cluster.gateway + "/api/v1/resources?limit=20"
 
         def pick(_: int) -> Call:
@@ -79,10 +82,12 @@ async def test_burst_of_10x_a_tier_limit_across_two_gateways_admits_at_most_the_
     tmp_path: Path, database_url: str, redis_url: str
 ) -> None:
     limits = {"RATE_LIMIT_FREE": str(LIMIT), "RATE_LIMIT_ANONYMOUS": str(LIMIT)}
-    with running_cluster(tmp_path, database_url, redis_url, apiservers=1, gateways=2, **limits) as cluster:
-        urls = [gateway.url + "/api/v1/status" for gateway in cluster.stack.gateways]
+    with running_stack(
+        tmp_path, database_url, redis_url, apiservers=1, gateways=2, rate_limits=UNLIMITED, **limits
+    ) as cluster:
+        urls = [gateway.url + "/api/v1/status" for gateway in cluster.gateways]
         async with session(connections=100) as http:
-            auth = await cluster.bearer(http, USER_LOGIN)
+            auth = await cluster.bearer(http, DEV_USER.login)
             runs = {}
             for tier, headers in (("free", auth), ("anonymous", {})):
 

@@ -13,10 +13,11 @@ from contextlib import asynccontextmanager
 import aiohttp
 import pytest
 
-from tests.helpers import Server, run_sync, server_root
-from tests.resilience.cluster import USER_LOGIN, Cluster, reset_state, start_cluster
+from database.accounts import DEV_USER
 from tests.resilience.load import Call, LoadRun
 from tests.resilience.report import Sample, percentile, record
+from tests.support.servers import Server, reset_state, run_sync, server_root
+from tests.support.stack import UNLIMITED, Stack, start_stack
 
 pytestmark = pytest.mark.e2e
 SUITE = "resilience"
@@ -26,17 +27,17 @@ P99_LIMIT = 0.5  # seconds, for the normal clients while the slow ones are conne
 
 
 @pytest.fixture(scope="module")
-def cluster(postgres_server: Server, redis_server: Server) -> Iterator[Cluster]:
+def cluster(postgres_server: Server, redis_server: Server) -> Iterator[Stack]:
     run_sync(reset_state(postgres_server.url, redis_server.url))
     with server_root("scalable-api-slow-") as tmp:
-        running = start_cluster(tmp, postgres_server.url, redis_server.url, apiservers=2)
+        running = start_stack(tmp, postgres_server.url, redis_server.url, apiservers=2, rate_limits=UNLIMITED)
         try:
             yield running
         finally:
             running.stop()
 
 
-async def _normal_traffic(http: aiohttp.ClientSession, cluster: Cluster, requests: int) -> list[Sample]:
+async def _normal_traffic(http: aiohttp.ClientSession, cluster: Stack, requests: int) -> list[Sample]:
     url = cluster.gateway + "/api/v1/status"
     load = LoadRun(http, lambda _: Call("status", "GET", url), concurrency=4, budget=requests, deadline=20)
     await load.run()
@@ -73,8 +74,8 @@ def _figures(baseline: list[Sample], during: list[Sample]) -> dict[str, object]:
     }
 
 
-async def test_slowloris_does_not_starve_other_clients(cluster: Cluster, http: aiohttp.ClientSession) -> None:
-    port = cluster.stack.gateways[0].port
+async def test_slowloris_does_not_starve_other_clients(cluster: Stack, http: aiohttp.ClientSession) -> None:
+    port = cluster.gateways[0].port
     baseline = await _normal_traffic(http, cluster, 200)
     closed_by_gateway = 0
 
@@ -112,9 +113,9 @@ async def test_slowloris_does_not_starve_other_clients(cluster: Cluster, http: a
     assert p99 < P99_LIMIT, f"p99 {p99:.3f} s while the slowloris ran"
 
 
-async def test_slow_readers_do_not_starve_other_clients(cluster: Cluster, http: aiohttp.ClientSession) -> None:
-    port = cluster.stack.gateways[0].port
-    auth = await cluster.bearer(http, USER_LOGIN)
+async def test_slow_readers_do_not_starve_other_clients(cluster: Stack, http: aiohttp.ClientSession) -> None:
+    port = cluster.gateways[0].port
+    auth = await cluster.bearer(http, DEV_USER.login)
     big = {"blob": "x" * 60_000}
     for index in range(40):
         body = {"name": f"big {index}", "type": "big", "data": big}

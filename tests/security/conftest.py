@@ -17,10 +17,11 @@ import asyncpg
 import jwt
 import pytest
 
+from database.accounts import DEV_ADMIN, DEV_USER
 from shared.passwords import hash_password
 from shared.settings import DEV_JWT_SECRET
-from tests.helpers import Server, run_sync, server_root
-from tests.resilience.cluster import ADMIN_LOGIN, USER_LOGIN, Cluster, reset_state, start_cluster
+from tests.support.servers import Server, reset_state, run_sync, server_root
+from tests.support.stack import UNLIMITED, Stack, start_stack
 
 OTHER_LOGIN = {"email": "other@example.com", "password": "other-pass-123"}
 NO_LOGIN_LIMITS = {"LOGIN_MAX_FAILURES_PER_ACCOUNT": "1000000", "LOGIN_MAX_FAILURES_PER_ADDRESS": "1000000"}
@@ -40,15 +41,16 @@ async def add_other_user(database_url: str) -> None:
 
 
 @pytest.fixture(scope="package")
-def stack(postgres_server: Server, redis_server: Server) -> Iterator[Cluster]:
+def stack(postgres_server: Server, redis_server: Server) -> Iterator[Stack]:
     run_sync(reset_state(postgres_server.url, redis_server.url))
     run_sync(add_other_user(postgres_server.url))
     with server_root("scalable-api-security-") as tmp:
-        running = start_cluster(
+        running = start_stack(
             tmp,
             postgres_server.url,
             redis_server.url,
             apiserver_env={"EXTERNAL_FAILURE_RATE": "0"},
+            rate_limits=UNLIMITED,
             LOGIN_MAX_FAILURES_PER_ACCOUNT=NO_LOGIN_LIMITS["LOGIN_MAX_FAILURES_PER_ACCOUNT"],
             LOGIN_MAX_FAILURES_PER_ADDRESS=NO_LOGIN_LIMITS["LOGIN_MAX_FAILURES_PER_ADDRESS"],
         )
@@ -98,8 +100,8 @@ def expired_token(user_id: int = 2) -> str:
     return jwt.encode(claims, DEV_JWT_SECRET, algorithm="HS256")
 
 
-async def principals(http: aiohttp.ClientSession, stack: Cluster) -> Principals:
-    user = await stack.bearer(http, USER_LOGIN)
+async def principals(http: aiohttp.ClientSession, stack: Stack) -> Principals:
+    user = await stack.bearer(http, DEV_USER.login)
     async with http.post(stack.gateway + "/api/v1/keys", json={"name": "to revoke"}, headers=user) as response:
         assert response.status == 201, await response.text()
         key = await response.json()
@@ -109,7 +111,7 @@ async def principals(http: aiohttp.ClientSession, stack: Cluster) -> Principals:
         anonymous={},
         user=user,
         other=await stack.bearer(http, OTHER_LOGIN),
-        admin=await stack.bearer(http, ADMIN_LOGIN),
+        admin=await stack.bearer(http, DEV_ADMIN.login),
         revoked_key={"X-API-Key": key["key"]},
         expired_token={"Authorization": f"Bearer {expired_token()}"},
     )

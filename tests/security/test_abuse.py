@@ -9,11 +9,12 @@ import uuid
 import aiohttp
 import pytest
 
+from database.accounts import DEV_ADMIN, DEV_USER
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.settings import DEV_INTERNAL_SECRET
-from tests.resilience.cluster import ADMIN_LOGIN, USER_LOGIN, Cluster
 from tests.resilience.report import Sample, record
 from tests.security.rawhttp import exchange, statuses
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 ADMIN_IDENTITY = Identity(user_id=1, role="admin", tier="enterprise", method="jwt")
@@ -33,8 +34,8 @@ def _post(path: str, token: str, body: bytes, *extra: str) -> bytes:
     return _raw("POST", path, headers, body)
 
 
-async def _cases(stack: Cluster, http: aiohttp.ClientSession) -> dict[str, tuple[bytes, set[int]]]:
-    token = (await stack.login(http, USER_LOGIN))["token"]
+async def _cases(stack: Stack, http: aiohttp.ClientSession) -> dict[str, tuple[bytes, set[int]]]:
+    token = (await stack.login(http, DEV_USER.login))["token"]
     create = "/api/v1/resources"
 
     def body(data: bytes) -> tuple[bytes, str]:
@@ -91,8 +92,8 @@ async def _cases(stack: Cluster, http: aiohttp.ClientSession) -> dict[str, tuple
     return cases
 
 
-async def test_header_and_body_abuse_is_refused_cleanly(stack: Cluster, http: aiohttp.ClientSession) -> None:
-    port = stack.stack.gateways[0].port
+async def test_header_and_body_abuse_is_refused_cleanly(stack: Stack, http: aiohttp.ClientSession) -> None:
+    port = stack.gateways[0].port
     cases = await _cases(stack, http)
     answers = {name: await exchange(port, raw, wait=3.0) for name, (raw, _) in cases.items()}
     got = {name: (statuses(answer) or [0])[0] for name, answer in answers.items()}
@@ -114,9 +115,9 @@ async def test_header_and_body_abuse_is_refused_cleanly(stack: Cluster, http: ai
 
 
 async def test_forged_forwarded_for_and_identity_headers_gain_nothing(
-    stack: Cluster, http: aiohttp.ClientSession
+    stack: Stack, http: aiohttp.ClientSession
 ) -> None:
-    admin = await stack.bearer(http, ADMIN_LOGIN)
+    admin = await stack.bearer(http, DEV_ADMIN.login)
     forged_for = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
 
     async def used(identifier: str) -> int:
@@ -176,9 +177,9 @@ SMUGGLING = {
 SMUGGLED = "GET /api/v1/admin/dashboard HTTP/1.1\r\nHost: x\r\nX-Request-ID: smuggled\r\n\r\n"
 
 
-async def test_request_smuggling_is_refused_at_every_hop(stack: Cluster, http: aiohttp.ClientSession) -> None:
+async def test_request_smuggling_is_refused_at_every_hop(stack: Stack, http: aiohttp.ClientSession) -> None:
     hops = {
-        "gateway": stack.stack.gateways[0].port,
+        "gateway": stack.gateways[0].port,
         "balancer": stack.balancer.port,
         "apiserver": stack.apiservers[0].port,
     }

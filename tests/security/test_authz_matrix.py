@@ -8,9 +8,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.resilience.cluster import Cluster
+from database.accounts import DEV_USER
 from tests.resilience.report import Sample, record
 from tests.security.conftest import PRINCIPALS, Principals, principals
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -53,7 +54,7 @@ MATRIX: list[tuple[str, str, Any, tuple[int, ...]]] = [
 
 
 async def _call(
-    http: aiohttp.ClientSession, stack: Cluster, method: str, path: str, body: Any, headers: dict[str, str]
+    http: aiohttp.ClientSession, stack: Stack, method: str, path: str, body: Any, headers: dict[str, str]
 ) -> tuple[int, Any]:
     async with http.request(method, stack.gateway + path, json=body, headers=headers) as response:
         raw = await response.read()
@@ -61,7 +62,7 @@ async def _call(
         return response.status, parsed
 
 
-async def _fresh(http: aiohttp.ClientSession, stack: Cluster, who: Principals, path: str) -> str:
+async def _fresh(http: aiohttp.ClientSession, stack: Stack, who: Principals, path: str) -> str:
     if "{mine}" in path:
         _, created = await _call(http, stack, "POST", "/api/v1/resources", {"name": "mine", "type": "own"}, who.user)
         path = path.replace("{mine}", str(created["id"]))
@@ -71,7 +72,7 @@ async def _fresh(http: aiohttp.ClientSession, stack: Cluster, who: Principals, p
     return path
 
 
-async def test_every_route_for_every_kind_of_caller(stack: Cluster, http: aiohttp.ClientSession) -> None:
+async def test_every_route_for_every_kind_of_caller(stack: Stack, http: aiohttp.ClientSession) -> None:
     who = await principals(http, stack)
     samples: list[Sample] = []
     wrong: list[str] = []
@@ -94,7 +95,7 @@ async def test_every_route_for_every_kind_of_caller(stack: Cluster, http: aiohtt
     assert wrong == []
 
 
-async def test_no_user_sees_or_changes_another_users_data(stack: Cluster, http: aiohttp.ClientSession) -> None:
+async def test_no_user_sees_or_changes_another_users_data(stack: Stack, http: aiohttp.ClientSession) -> None:
     who = await principals(http, stack)
     _, mine = await _call(http, stack, "POST", "/api/v1/resources", {"name": "private", "type": "iso"}, who.user)
     _, key = await _call(http, stack, "POST", "/api/v1/keys", {"name": "users key"}, who.user)
@@ -119,4 +120,4 @@ async def test_no_user_sees_or_changes_another_users_data(stack: Cluster, http: 
     assert me["email"] == "other@example.com"
     # The user's key still works, so the other user's DELETE really did nothing.
     status, me = await _call(http, stack, "GET", "/api/v1/me", None, {"X-API-Key": key["key"]})
-    assert (status, me["email"]) == (200, "user@example.com")
+    assert (status, me["email"]) == (200, DEV_USER.email)

@@ -11,16 +11,17 @@ import aiohttp
 import pytest
 import redis.asyncio as aioredis
 
+from database.accounts import DEV_USER
 from stack.services.ports import free_port
-from tests.processes import SuiteProcess, start_process, suite_env
-from tests.resilience.cluster import USER_LOGIN, Cluster
 from tests.resilience.report import Sample, record
+from tests.support.processes import SuiteProcess, start_process, suite_env
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
-def strict_gateway(stack: Cluster, tmp_path: Path) -> Iterator[SuiteProcess]:
+def strict_gateway(stack: Stack, tmp_path: Path) -> Iterator[SuiteProcess]:
     env = suite_env(
         DATABASE_URL=stack.database_url,
         REDIS_URL=stack.redis_url,
@@ -45,7 +46,7 @@ async def _forget_failures(redis_url: str) -> None:
 
 
 async def test_password_guessing_is_locked_out(
-    stack: Cluster, strict_gateway: SuiteProcess, http: aiohttp.ClientSession
+    stack: Stack, strict_gateway: SuiteProcess, http: aiohttp.ClientSession
 ) -> None:
     await _forget_failures(stack.redis_url)
     url = strict_gateway.url + "/api/v1/auth/login"
@@ -58,8 +59,8 @@ async def test_password_guessing_is_locked_out(
             return response.status, response.headers.get("Retry-After")
 
     try:
-        guesses = [await attempt(USER_LOGIN["email"], f"guess-{n}") for n in range(8)]
-        right_password_while_locked = await attempt(USER_LOGIN["email"], USER_LOGIN["password"])
+        guesses = [await attempt(DEV_USER.email, f"guess-{n}") for n in range(8)]
+        right_password_while_locked = await attempt(DEV_USER.email, DEV_USER.password)
         spray = [await attempt(f"nobody{n}@example.com", "password1") for n in range(20)]
     finally:
         await _forget_failures(stack.redis_url)

@@ -19,12 +19,13 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from database.accounts import DEV_USER
 from shared.settings import DEV_JWT_SECRET
 from stack.services.ports import free_port
-from tests.processes import SuiteProcess, start_process, suite_env
-from tests.resilience.cluster import UNLIMITED, USER_LOGIN, Cluster
 from tests.resilience.report import Sample, record
 from tests.security.conftest import NO_LOGIN_LIMITS
+from tests.support.processes import SuiteProcess, start_process, suite_env
+from tests.support.stack import UNLIMITED, Stack
 
 pytestmark = pytest.mark.e2e
 
@@ -58,7 +59,7 @@ def retampered(token: str, **changes: Any) -> str:
 
 
 @pytest.fixture(scope="module")
-def rsa_gateway(stack: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SuiteProcess, bytes]]:
+def rsa_gateway(stack: Stack, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SuiteProcess, bytes]]:
     """A second gateway on the same stack that signs access tokens with RS256."""
     tmp: Path = tmp_path_factory.mktemp("rsa")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -93,13 +94,13 @@ async def _me(http: aiohttp.ClientSession, base: str, token: str) -> int:
 
 
 async def test_forged_headers_and_tampered_claims_are_refused(
-    stack: Cluster, rsa_gateway: tuple[SuiteProcess, bytes], http: aiohttp.ClientSession
+    stack: Stack, rsa_gateway: tuple[SuiteProcess, bytes], http: aiohttp.ClientSession
 ) -> None:
     rsa_process, public_pem = rsa_gateway
-    async with http.post(rsa_process.url + "/api/v1/auth/login", json=USER_LOGIN) as response:
+    async with http.post(rsa_process.url + "/api/v1/auth/login", json=DEV_USER.login) as response:
         assert response.status == 200
         rsa_token = (await response.json())["token"]
-    session = await stack.login(http, USER_LOGIN)
+    session = await stack.login(http, DEV_USER.login)
     hs_token = session["token"]
     attacker = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     attacker_jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(attacker.public_key()))
@@ -149,8 +150,8 @@ async def test_forged_headers_and_tampered_claims_are_refused(
     assert await _me(http, stack.gateway, hs_token) == 200
 
 
-async def test_tokens_replayed_after_logout_are_refused(stack: Cluster, http: aiohttp.ClientSession) -> None:
-    first = await stack.login(http, USER_LOGIN)
+async def test_tokens_replayed_after_logout_are_refused(stack: Stack, http: aiohttp.ClientSession) -> None:
+    first = await stack.login(http, DEV_USER.login)
     auth = {"Authorization": f"Bearer {first['token']}"}
     async with http.post(stack.gateway + "/api/v1/auth/refresh", json={"refresh_token": first["refresh_token"]}) as r:
         assert r.status == 200
@@ -161,7 +162,7 @@ async def test_tokens_replayed_after_logout_are_refused(stack: Cluster, http: ai
     assert await _me(http, stack.gateway, rotated["token"]) == 401
     assert await _me(http, stack.gateway, first["token"]) == 401
 
-    session = await stack.login(http, USER_LOGIN)
+    session = await stack.login(http, DEV_USER.login)
     auth = {"Authorization": f"Bearer {session['token']}"}
     assert await _me(http, stack.gateway, session["token"]) == 200
     async with http.post(stack.gateway + "/api/v1/auth/logout", headers=auth) as response:

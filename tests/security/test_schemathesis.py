@@ -19,8 +19,9 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck
 
-from tests.resilience.cluster import USER_LOGIN, Cluster
+from database.accounts import DEV_USER
 from tests.resilience.report import Sample, record
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.e2e
 MAX_EXAMPLES = 30
@@ -35,7 +36,7 @@ SETTINGS = hypothesis.settings(
 
 
 def _api_key(base: str) -> str:
-    login = requests.post(base + "/api/v1/auth/login", json=USER_LOGIN, timeout=10)
+    login = requests.post(base + "/api/v1/auth/login", json=DEV_USER.login, timeout=10)
     token = login.json()["token"]
     created = requests.post(
         base + "/api/v1/keys", json={"name": "fuzzer"}, headers={"Authorization": f"Bearer {token}"}, timeout=10
@@ -51,7 +52,7 @@ def _storable(case: Any) -> bool:
     return not isinstance(body, dict | list | str) or "\\u0000" not in json.dumps(body)
 
 
-def test_every_operation_answers_without_5xx_and_conforms(stack: Cluster) -> None:
+def test_every_operation_answers_without_5xx_and_conforms(stack: Stack) -> None:
     base = stack.gateway
     schema = schemathesis.openapi.from_url(base + "/openapi.json")
     headers = {"X-API-Key": _api_key(base)}

@@ -5,17 +5,10 @@ from __future__ import annotations
 import pytest
 
 from shared.breaker import CLOSED, HALF_OPEN, OPEN, AsyncCircuitBreaker, BreakerOpen
+from tests.support.clock import ManualClock
 
 
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make(clock: FakeClock, transitions: list[tuple[str, str]] | None = None) -> AsyncCircuitBreaker:
+def make(clock: ManualClock, transitions: list[tuple[str, str]] | None = None) -> AsyncCircuitBreaker:
     def record(_: AsyncCircuitBreaker, old: str, new: str) -> None:
         if transitions is not None:
             transitions.append((old, new))
@@ -30,7 +23,7 @@ def fail(breaker: AsyncCircuitBreaker) -> None:
 
 
 def test_opens_after_consecutive_failures_and_refuses_fast() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     transitions: list[tuple[str, str]] = []
     breaker = make(clock, transitions)
     fail(breaker)
@@ -48,12 +41,12 @@ def test_opens_after_consecutive_failures_and_refuses_fast() -> None:
 
 
 def test_half_open_lets_exactly_one_trial_through_and_success_closes() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     transitions: list[tuple[str, str]] = []
     breaker = make(clock, transitions)
     for _ in range(3):
         fail(breaker)
-    clock.now += 10.0
+    clock.advance(10.0)
     trial = breaker.acquire()
     assert breaker.state == HALF_OPEN
     for _ in range(5):
@@ -67,14 +60,14 @@ def test_half_open_lets_exactly_one_trial_through_and_success_closes() -> None:
 
 
 def test_failed_trial_reopens_with_a_doubled_capped_timeout() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = make(clock)
     for _ in range(3):
         fail(breaker)
     timeouts = []
     for _ in range(4):
         timeouts.append(breaker.current_timeout)
-        clock.now += breaker.current_timeout
+        clock.advance(breaker.current_timeout)
         fail(breaker)  # the single trial fails
         assert breaker.state == OPEN
     assert timeouts == [10.0, 20.0, 40.0, 40.0]
@@ -83,7 +76,7 @@ def test_failed_trial_reopens_with_a_doubled_capped_timeout() -> None:
 
 
 def test_outcomes_of_calls_started_before_opening_do_not_count() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = make(clock)
     early = breaker.acquire()
     for _ in range(3):
@@ -93,11 +86,11 @@ def test_outcomes_of_calls_started_before_opening_do_not_count() -> None:
 
 
 def test_cancelled_trial_frees_the_slot() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = make(clock)
     for _ in range(3):
         fail(breaker)
-    clock.now += 10.0
+    clock.advance(10.0)
     trial = breaker.acquire()
     breaker.release(trial)
     assert breaker.state == HALF_OPEN
@@ -108,14 +101,14 @@ def test_cancelled_trial_frees_the_slot() -> None:
 
 
 async def test_guard_records_the_outcome_after_the_await() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = make(clock)
     for _ in range(3):
         with pytest.raises(ValueError, match="x"):
             async with breaker.guard():
                 raise ValueError("x")
     assert breaker.state == OPEN
-    clock.now += 10.0
+    clock.advance(10.0)
     async with breaker.guard() as permit:
         assert permit.trial
         assert breaker.state == HALF_OPEN
@@ -123,7 +116,7 @@ async def test_guard_records_the_outcome_after_the_await() -> None:
 
 
 def test_operator_reset_closes_and_forgets_history() -> None:
-    clock = FakeClock()
+    clock = ManualClock()
     breaker = make(clock)
     for _ in range(3):
         fail(breaker)

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from apiserver.cache.entry import Entry
 from apiserver.cache.local import LocalCache
-
-
-class Clock:
-    now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.support.clock import ManualClock
 
 
 def test_older_version_never_replaces_newer() -> None:
@@ -31,12 +25,12 @@ def test_bounded_with_eviction_count() -> None:
 
 
 def test_entries_expire_after_max_age() -> None:
-    clock = Clock()
+    clock = ManualClock(100.0)
     cache = LocalCache(max_entries=3, max_age=10, clock=clock)
     cache.put("k", Entry(1, 105.0, b"x"))
-    clock.now = 109.0
+    clock.advance_to(109.0)
     assert cache.get("k") is not None
-    clock.now = 111.0
+    clock.advance_to(111.0)
     assert cache.get("k") is None
 
 

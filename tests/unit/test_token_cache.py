@@ -6,6 +6,7 @@ import pytest
 
 from gateway.auth.token_cache import VerifiedTokenCache
 from gateway.auth.tokens import LEEWAY, AccessClaims, InvalidToken
+from tests.support.clock import ManualClock
 
 
 class CountingVerifier:
@@ -19,15 +20,8 @@ class CountingVerifier:
         return AccessClaims(user_id=1, role="user", tier="free", token_id=token, family_id=None, expires_at=1000)
 
 
-class Clock:
-    now = 900.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_verified_token_is_not_decoded_again() -> None:
-    verifier, clock = CountingVerifier(), Clock()
+    verifier, clock = CountingVerifier(), ManualClock(900.0)
     cache = VerifiedTokenCache(verifier, clock=clock)
     assert cache.verify("token-a").token_id == "token-a"
     assert cache.verify("token-a").token_id == "token-a"
@@ -35,17 +29,17 @@ def test_a_verified_token_is_not_decoded_again() -> None:
 
 
 def test_an_expired_entry_is_verified_again() -> None:
-    verifier, clock = CountingVerifier(), Clock()
+    verifier, clock = CountingVerifier(), ManualClock(900.0)
     cache = VerifiedTokenCache(verifier, clock=clock)
     cache.verify("token-a")
-    clock.now = 1000 + LEEWAY + 1
+    clock.advance_to(1000 + LEEWAY + 1)
     cache.verify("token-a")
     assert verifier.calls == 2
 
 
 def test_failures_are_never_cached() -> None:
     verifier = CountingVerifier()
-    cache = VerifiedTokenCache(verifier, clock=Clock())
+    cache = VerifiedTokenCache(verifier, clock=ManualClock(900.0))
     for _ in range(3):
         with pytest.raises(InvalidToken):
             cache.verify("bad-token")
@@ -55,7 +49,7 @@ def test_failures_are_never_cached() -> None:
 
 def test_bounded_oldest_first() -> None:
     verifier = CountingVerifier()
-    cache = VerifiedTokenCache(verifier, max_entries=2, clock=Clock())
+    cache = VerifiedTokenCache(verifier, max_entries=2, clock=ManualClock(900.0))
     for token in ("t1", "t2", "t3"):
         cache.verify(token)
     assert len(cache) == 2

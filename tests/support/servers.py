@@ -1,4 +1,9 @@
-"""Helpers shared by the fixtures in `tests/conftest.py` and the tests themselves."""
+"""PostgreSQL and Redis for the fixtures in ``tests/conftest.py``: embedded or external, and how to reset them.
+
+Setting TEST_DATABASE_URL / TEST_REDIS_URL points the suite at existing servers (usable, but not ours to kill or
+restart: fault tests that need that skip). ``reset_database`` / ``flush_redis`` put a shared server back to the
+state every test starts from: the two development accounts and an empty Redis.
+"""
 
 from __future__ import annotations
 
@@ -6,20 +11,38 @@ import asyncio
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+import asyncpg
 import pytest
+import redis.asyncio as aioredis
+
+from database.seed import seed
+
+__all__ = [
+    "TEST_DATABASE_URL",
+    "TEST_REDIS_URL",
+    "ExternalServer",
+    "Server",
+    "external_servers_in_use",
+    "flush_redis",
+    "reset_database",
+    "reset_state",
+    "run_sync",
+    "server_root",
+    "skip_unless_embedded_servers",
+]
 
 T = TypeVar("T")
 
 TEST_DATABASE_URL = "TEST_DATABASE_URL"
 TEST_REDIS_URL = "TEST_REDIS_URL"
+_TABLES = "resources, api_keys, refresh_tokens, users"
 
 
 class Server(Protocol):
@@ -66,11 +89,25 @@ def server_root(prefix: str) -> Iterator[Path]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-async def wait_until(condition: Callable[[], Awaitable[bool]], *, within: float = 10, interval: float = 0.05) -> None:
-    """Poll `condition` until it holds; fail the test with a clear message at the deadline."""
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if await condition():
-            return
-        await asyncio.sleep(interval)
-    pytest.fail(f"condition not met within {within}s")
+async def reset_database(database_url: str) -> None:
+    """Empty every table, then seed only the two development accounts (ids 1 and 2)."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        await connection.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
+    finally:
+        await connection.close()
+    await seed(database_url, resources=0)
+
+
+async def flush_redis(redis_url: str) -> None:
+    client = aioredis.from_url(redis_url)
+    try:
+        await client.flushall()
+    finally:
+        await client.aclose()
+
+
+async def reset_state(database_url: str, redis_url: str) -> None:
+    """Both resets, for a stack that a module or package shares across its tests."""
+    await reset_database(database_url)
+    await flush_redis(redis_url)

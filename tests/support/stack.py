@@ -1,75 +1,66 @@
-"""A real gateway → balancer → apiservers stack for fault and attack scenarios, built on ``tests.gateway.stack``.
+"""A real gateway → balancer → apiservers stack (suite processes on free ports) and what scenarios do on it.
 
-``start_cluster`` is ``start_stack`` with the knobs fault scenarios need (balancer settings, extra backends
-such as a hanging one); :class:`Cluster` adds the operations scenarios perform on it: log in, seed resources,
-kill/restart an apiserver or the balancer on the same port, drain and enable a backend through the balancer's
-control API, and reset PostgreSQL/Redis state when one stack is shared by a module.
+    start_stack():  apiservers ─► the balancer in front of them (plus any extra backends, such as the balancer
+                    tests' controllable one) ─► gateways pointed at the balancer
+    Stack:          log in, seed resources, read and drive the balancer's pool (drain/enable as a signed
+                    operator), restart a killed process on its own port, stop everything
+
+The gateway, end-to-end, browser, resilience and security suites all run on it. Rate limits are the gateway's
+defaults unless the caller lifts them (``rate_limits=UNLIMITED``) or sets them.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
-import redis.asyncio as aioredis
 
-from database.seed import seed
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.settings import DEV_INTERNAL_SECRET
 from stack.services.ports import free_port
-from tests.gateway.stack import Stack, _start_apiserver
-from tests.processes import SuiteProcess, start_process, suite_env
+from tests.support.processes import SuiteProcess, start_process, suite_env
 
-ADMIN_LOGIN = {"email": "admin@example.com", "password": "admin123"}
-USER_LOGIN = {"email": "user@example.com", "password": "user123"}
+__all__ = ["UNLIMITED", "Stack", "backend_id", "operator_headers", "running_stack", "start_stack"]
+
 # Rate limits out of the way unless a scenario is about them.
 UNLIMITED = {f"RATE_LIMIT_{tier}": "100000000" for tier in ("ANONYMOUS", "FREE", "PRO", "ENTERPRISE")}
-_TABLES = "resources, api_keys, refresh_tokens, users"
 _OPERATOR = Identity(user_id=1, role="admin", tier="enterprise", method="jwt")
 
 
 @dataclass
-class Cluster:
+class Stack:
     tmp: Path
     database_url: str
     redis_url: str
-    stack: Stack
+    apiservers: list[SuiteProcess]
+    balancer: SuiteProcess
+    gateways: list[SuiteProcess]
     extra_backends: list[SuiteProcess] = field(default_factory=list)
 
     @property
     def gateway(self) -> str:
-        return self.stack.gateway
-
-    @property
-    def balancer(self) -> SuiteProcess:
-        assert self.stack.balancer is not None
-        return self.stack.balancer
-
-    @property
-    def apiservers(self) -> list[SuiteProcess]:
-        return self.stack.apiservers
+        return self.gateways[0].url
 
     def stop(self) -> None:
-        self.stack.stop()
-        for process in self.extra_backends:
+        for process in [*self.gateways, self.balancer, *self.apiservers, *self.extra_backends]:
             process.stop()
 
     # -- sessions and data -----------------------------------------------------------------------------------
 
-    async def login(self, http: aiohttp.ClientSession, account: dict[str, str]) -> dict[str, Any]:
-        async with http.post(self.gateway + "/api/v1/auth/login", json=account) as response:
+    async def login(self, http: aiohttp.ClientSession, login: Mapping[str, str]) -> dict[str, Any]:
+        """``login`` is the body of ``POST /api/v1/auth/login`` (``DEV_USER.login``, ...)."""
+        async with http.post(self.gateway + "/api/v1/auth/login", json=dict(login)) as response:
             assert response.status == 200, await response.text()
             session: dict[str, Any] = await response.json()
             return session
 
-    async def bearer(self, http: aiohttp.ClientSession, account: dict[str, str]) -> dict[str, str]:
-        return {"Authorization": f"Bearer {(await self.login(http, account))['token']}"}
+    async def bearer(self, http: aiohttp.ClientSession, login: Mapping[str, str]) -> dict[str, str]:
+        return {"Authorization": f"Bearer {(await self.login(http, login))['token']}"}
 
     async def create(
         self, http: aiohttp.ClientSession, auth: dict[str, str], count: int, *, type_: str = "seed"
@@ -111,10 +102,9 @@ class Cluster:
 
     async def control(self, http: aiohttp.ClientSession, process: SuiteProcess, action: str) -> int:
         """Drain or enable ``process`` through ``POST /lb/backends/{id}/{action}`` as a signed operator."""
-        headers = operator_headers()
         url = f"{self.balancer.url}/lb/backends/{backend_id(process)}/{action}"
         query = "?wait=15" if action == "drain" else ""
-        async with http.post(url + query, headers=headers) as response:
+        async with http.post(url + query, headers=operator_headers()) as response:
             await response.read()
             return response.status
 
@@ -133,7 +123,7 @@ def backend_id(process: SuiteProcess) -> str:
     return f"127.0.0.1:{process.port}"
 
 
-def start_cluster(
+def start_stack(
     tmp: Path,
     database_url: str,
     redis_url: str,
@@ -141,70 +131,43 @@ def start_cluster(
     apiservers: int = 2,
     gateways: int = 1,
     extra_backends: list[SuiteProcess] | None = None,
-    balancer_env: dict[str, str] | None = None,
-    apiserver_env: dict[str, str] | None = None,
+    balancer_env: Mapping[str, str] | None = None,
+    apiserver_env: Mapping[str, str] | None = None,
+    rate_limits: Mapping[str, str] | None = None,
     **gateway_env: str,
-) -> Cluster:
-    """Like ``tests.gateway.stack.start_stack`` (same :class:`Stack`), plus balancer settings and extra backends
-    listed after the apiservers. The rate limits are lifted unless ``gateway_env`` sets them."""
-    stack = Stack()
+) -> Stack:
+    """Start the stack; ``extra_backends`` (already running) are listed after the apiservers in the balancer's
+    pool and stopped with the stack. ``rate_limits`` (``UNLIMITED`` lifts them) go to the gateways, and
+    ``gateway_env`` overrides any gateway setting, those and ``REDIS_URL`` included."""
     extras = list(extra_backends or [])
+    started: list[SuiteProcess] = []
+    base = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
     try:
-        base = {"DATABASE_URL": database_url, "REDIS_URL": redis_url}
-        stack.apiservers.extend(_start_apiserver(tmp, {**base, **(apiserver_env or {})}) for _ in range(apiservers))
-        backends = ",".join(process.url for process in [*stack.apiservers, *extras])
-        env = suite_env(
-            **base,
-            INSTANCE_ID="balancer-1",
-            BALANCER_BACKENDS=backends,
-            BALANCER_HEALTH_INTERVAL="0.1",
-            **(balancer_env or {}),
-        )
-        stack.balancer = start_process("balancer", free_port(), tmp, env)
+        for _ in range(apiservers):
+            port = free_port()
+            env = {**base, "INSTANCE_ID": f"apiserver-{port}", "HEARTBEAT_INTERVAL": "0.2", **(apiserver_env or {})}
+            started.append(start_process("apiserver", port, tmp, suite_env(**env)))
+        backends = ",".join(process.url for process in [*started, *extras])
+        env = {**base, "INSTANCE_ID": "balancer-1", "BALANCER_BACKENDS": backends, "BALANCER_HEALTH_INTERVAL": "0.1"}
+        balancer = start_process("balancer", free_port(), tmp, suite_env(**{**env, **(balancer_env or {})}))
+        started.append(balancer)
         for index in range(gateways):
-            env = suite_env(
-                **{
-                    **base,
-                    **UNLIMITED,
-                    "INSTANCE_ID": f"gateway-{index + 1}",
-                    "BALANCER_URL": stack.balancer.url,
-                    **gateway_env,
-                }
-            )
-            stack.gateways.append(start_process("gateway", free_port(), tmp, env))
+            env = {**base, "INSTANCE_ID": f"gateway-{index + 1}", "BALANCER_URL": balancer.url, "APISERVER_URLS": ""}
+            env.update({**(rate_limits or {}), **gateway_env})
+            started.append(start_process("gateway", free_port(), tmp, suite_env(**env)))
     except BaseException:
-        stack.stop()
-        for process in extras:
+        for process in [*reversed(started), *extras]:
             process.stop()
         raise
-    return Cluster(tmp, database_url, redis_url, stack, extras)
+    apiserver_processes, gateway_processes = started[:apiservers], started[apiservers + 1 :]
+    return Stack(tmp, database_url, redis_url, apiserver_processes, balancer, gateway_processes, extras)
 
 
 @contextmanager
-def running_cluster(tmp: Path, database_url: str, redis_url: str, **options: Any) -> Iterator[Cluster]:
-    cluster = start_cluster(tmp, database_url, redis_url, **options)
+def running_stack(tmp: Path, database_url: str, redis_url: str, **options: Any) -> Iterator[Stack]:
+    """``start_stack`` for a ``with`` block: the stack is stopped when the block ends, however it ends."""
+    stack = start_stack(tmp, database_url, redis_url, **options)
     try:
-        yield cluster
+        yield stack
     finally:
-        cluster.stop()
-
-
-def start_test_backend(tmp: Path) -> SuiteProcess:
-    """The controllable backend of the balancer tests (``POST /_control?delay=S`` makes it hang)."""
-    return start_process("tests.balancer.backend_app", free_port(), tmp, suite_env())
-
-
-async def reset_state(database_url: str, redis_url: str) -> None:
-    """Empty PostgreSQL (back to the two dev accounts) and Redis, as the function-scoped fixtures do, for a
-    stack that one module shares."""
-    connection = await asyncpg.connect(database_url)
-    try:
-        await connection.execute(f"TRUNCATE {_TABLES} RESTART IDENTITY CASCADE")
-    finally:
-        await connection.close()
-    await seed(database_url, resources=0)
-    client = aioredis.from_url(redis_url)
-    try:
-        await client.flushall()
-    finally:
-        await client.aclose()
+        stack.stop()
