@@ -66,6 +66,7 @@ CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 async def close_redis(app: web.Application) -> AsyncIterator[None]:
     yield
+    await app[LIMITER].close()  # its pipelined connection first, then the client's pool
     await app[REDIS].aclose()
 
 

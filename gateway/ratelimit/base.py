@@ -84,6 +84,10 @@ class RateLimiter(Protocol):
         """The state of ``key`` as the next request would see it, without counting anything."""
         ...
 
+    async def close(self) -> None:
+        """Release what the limiter holds (connections, tasks); called once at shutdown."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class WindowState:

@@ -85,6 +85,10 @@ class FailoverRateLimiter:
         except (BreakerOpen, *BACKEND_ERRORS) as exc:
             return await self._fall_back(exc, lambda: self._fallback.peek(key, limit))
 
+    async def close(self) -> None:
+        await self._primary.close()
+        await self._fallback.close()
+
     async def _fall_back(self, exc: BaseException, local: Callable[[], Awaitable[Decision]]) -> Decision:
         self._fallbacks.inc()
         if not self._fail_open:

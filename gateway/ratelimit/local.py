@@ -34,6 +34,9 @@ class LocalRateLimiter:
     async def peek(self, key: str, limit: int) -> Decision:
         return self._apply(key, limit, 0)
 
+    async def close(self) -> None:
+        """Nothing to release: the counts live in this process."""
+
     def _apply(self, key: str, limit: int, cost: int) -> Decision:
         now = self._clock()
         buckets = self._counts.get(key) or Buckets()

@@ -1,8 +1,10 @@
 """The Redis rate limiter: the algorithm of ``base`` in one Lua script, one round trip per request.
 
-redis-py's ``register_script`` sends EVALSHA and, on NOSCRIPT (a restarted or flushed Redis), loads the script
-and retries, so a Redis restart needs no special handling here. By default the script reads Redis's clock
-(``TIME``), so every replica judges against the same time; tests pass ``clock`` to drive time themselves.
+The script runs through a :class:`~gateway.ratelimit.pipeline.ScriptPipeline`: the decisions of every request in
+flight share one write and one read on one connection (auto-pipelining); on NOSCRIPT (a restarted or flushed
+Redis) the call is re-sent as EVAL, so a Redis restart needs no special handling here. By default the script
+reads Redis's clock (``TIME``), so every replica judges against the same time; tests pass ``clock`` to drive
+time themselves.
 
 Keys: ``rl:<identity>`` holds the buckets (expires one window after its last hit); the optional revocation
 keys (``auth:revoked:...``) are only read. Both keys are named by the caller.
@@ -16,6 +18,7 @@ from importlib.resources import files
 import redis.asyncio as aioredis
 
 from gateway.ratelimit.base import Decision, WindowConfig
+from gateway.ratelimit.pipeline import ScriptPipeline
 
 KEY_PREFIX = "rl:"
 SCRIPT = (files("gateway.ratelimit") / "sliding_window.lua").read_text()
@@ -32,8 +35,8 @@ class RedisRateLimiter:
     ) -> None:
         self._config = config
         self._clock = clock
-        self._script = client.register_script(SCRIPT)
-        self._on_round_trip = on_round_trip or (lambda: None)
+        self._width_ms = repr(config.width * 1000)
+        self._pipeline = ScriptPipeline(client, SCRIPT, on_round_trip=on_round_trip)
 
     @property
     def config(self) -> WindowConfig:
@@ -45,13 +48,14 @@ class RedisRateLimiter:
     async def peek(self, key: str, limit: int) -> Decision:
         return await self._run(key, limit, 0, ())
 
+    async def close(self) -> None:
+        await self._pipeline.close()
+
     async def _run(self, key: str, limit: int, cost: int, revocation_keys: Sequence[str]) -> Decision:
         keys = [KEY_PREFIX + key, *revocation_keys]
         now_ms = -1 if self._clock is None else round(self._clock() * 1000)
-        width_ms = self._config.width * 1000
-        self._on_round_trip()
-        verdict, total, reset_ms, retry_ms = await self._script(
-            keys=keys, args=[limit, cost, repr(width_ms), self._config.buckets, now_ms]
+        verdict, total, reset_ms, retry_ms = await self._pipeline.run(
+            keys, (limit, cost, self._width_ms, self._config.buckets, now_ms)
         )
         if int(verdict) < 0:
             return Decision(allowed=False, limit=limit, remaining=0, reset=0.0, revoked=True)

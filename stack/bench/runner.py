@@ -24,6 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stack.bench.budgets import print_budgets
+from stack.bench.limiter import measure_limiter
 from stack.bench.probes import ProcessSample, group_members, metric_total, redis_commands, sample
 from stack.bench.scenarios import Scenario, select
 from stack.bench.session import Credentials, clear_cache, obtain_credentials, sweep
@@ -31,6 +33,8 @@ from stack.bench.wrk import WrkResult, ensure_wrk, run_wrk
 from stack.supervisor import Child, StackOptions, plan_children, prepare_database, wait_healthy
 
 UNLIMITED = str(10**9)
+LIMITER_SCENARIO = "limiter"
+LIMITER_IDENTITIES = 10_000
 
 
 @dataclass(frozen=True)
@@ -271,12 +275,30 @@ def run_bench(options: BenchOptions) -> int:
             print(f"[bench] {scenario.name}: {scenario.description}", flush=True)
             rows.append(_measure(running, scenario, options, credentials))
             time.sleep(1.0)  # let the tiers settle between scenarios
+        limiter = None
+        if options.scenarios is None or LIMITER_SCENARIO in options.scenarios:
+            print(f"[bench] {LIMITER_SCENARIO}: {LIMITER_IDENTITIES:,} identities, one Redis", flush=True)
+            limiter = measure_limiter(
+                running.redis_url, running.data_pids["redis"], identities=LIMITER_IDENTITIES, seconds=options.duration
+            )
     print_table(rows)
-    _write_results(options, rows)
+    if limiter is not None:
+        print_limiter(limiter)
+        rows.append(limiter)
+    budgets = print_budgets(rows)
+    _write_results(options, rows, budgets)
     return 0
 
 
-def _write_results(options: BenchOptions, rows: list[dict[str, Any]]) -> None:
+def print_limiter(row: dict[str, Any]) -> None:
+    print(
+        f"limiter: {row['decisions_per_second']:,.0f} decisions/s driven from one process, Redis CPU "
+        f"{row['redis_cpu_ms_per_decision'] * 1000:.1f} µs/decision (one Redis core: "
+        f"{row['redis_core_capacity_per_second'] or 0:,} decisions/s), {row['refused']:,} refused"
+    )
+
+
+def _write_results(options: BenchOptions, rows: list[dict[str, Any]], budgets: list[dict[str, Any]]) -> None:
     options.output.parent.mkdir(parents=True, exist_ok=True)
     document = {
         "machine": {
@@ -287,6 +309,7 @@ def _write_results(options: BenchOptions, rows: list[dict[str, Any]]) -> None:
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in options.__dict__.items()},
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "scenarios": rows,
+        "budgets": budgets,
     }
     options.output.write_text(json.dumps(document, indent=2) + "\n")
     print(f"[bench] results written to {options.output}", flush=True)

@@ -12,6 +12,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from gateway.ratelimit.base import Decision, LimiterUnavailable, WindowConfig
 from gateway.ratelimit.failover import FailoverRateLimiter
 from gateway.ratelimit.local import LocalRateLimiter
+from tests.support.clock import ManualClock
 
 CONFIG = WindowConfig(window=60, buckets=60)
 
@@ -37,15 +38,11 @@ class FlakyRedis:
     async def peek(self, key: str, limit: int) -> Decision:
         return await self.hit(key, limit, cost=0)
 
-
-class Clock:
-    now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
+    async def close(self) -> None:
+        await self.backing.close()
 
 
-def build(primary: FlakyRedis, clock: Clock, *, fail_open: bool) -> FailoverRateLimiter:
+def build(primary: FlakyRedis, clock: ManualClock, *, fail_open: bool) -> FailoverRateLimiter:
     return FailoverRateLimiter(
         primary, LocalRateLimiter(CONFIG), fail_open=fail_open, registry=CollectorRegistry(), clock=clock
     )
@@ -56,7 +53,7 @@ def degraded(limiter: FailoverRateLimiter) -> bool:
 
 
 async def test_falls_back_and_recovers() -> None:
-    primary, clock = FlakyRedis(), Clock()
+    primary, clock = FlakyRedis(), ManualClock(100.0)
     limiter = build(primary, clock, fail_open=True)
     assert (await limiter.hit("k", 2)).allowed
     primary.down = True
@@ -67,7 +64,7 @@ async def test_falls_back_and_recovers() -> None:
     assert not (await limiter.hit("k", 2)).allowed  # the local limiter still limits
     assert primary.calls == calls  # the breaker keeps the dead Redis out of the request path
     primary.down = False
-    clock.now += 1.5
+    clock.advance(1.5)
     decision = await limiter.hit("k", 2)
     assert primary.calls == calls + 1
     assert not degraded(limiter)
@@ -75,7 +72,7 @@ async def test_falls_back_and_recovers() -> None:
 
 
 async def test_fail_closed_refuses() -> None:
-    primary, clock = FlakyRedis(), Clock()
+    primary, clock = FlakyRedis(), ManualClock(100.0)
     primary.down = True
     limiter = build(primary, clock, fail_open=False)
     with pytest.raises(LimiterUnavailable):

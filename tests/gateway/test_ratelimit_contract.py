@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 import redis.asyncio as aioredis
@@ -11,33 +12,41 @@ import redis.asyncio as aioredis
 from gateway.ratelimit.base import RateLimiter, WindowConfig
 from gateway.ratelimit.local import LocalRateLimiter
 from gateway.ratelimit.redis import RedisRateLimiter
+from tests.support.clock import ManualClock
 
 CONFIG = WindowConfig(window=10.0, buckets=10)
 
 
-class Clock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
+@pytest.fixture
+def local_limiter(clock: ManualClock) -> RateLimiter:
+    return LocalRateLimiter(CONFIG, clock=clock)
 
-    def __call__(self) -> float:
-        return self.now
+
+@asynccontextmanager
+async def redis_limiter_on(
+    redis_url: str, clock: ManualClock | None
+) -> AsyncIterator[tuple[RedisRateLimiter, aioredis.Redis]]:
+    """A Redis limiter and its client, both closed on exit (the limiter first: it holds a connection)."""
+    client = aioredis.from_url(redis_url)
+    limiter = RedisRateLimiter(client, CONFIG, clock=clock)
+    try:
+        yield limiter, client
+    finally:
+        await limiter.close()
+        await client.aclose()
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+async def redis_limiter(clock: ManualClock, redis_url: str) -> AsyncIterator[RateLimiter]:
+    async with redis_limiter_on(redis_url, clock) as (limiter, _):
+        yield limiter
 
 
-@pytest.fixture(params=["local", "redis"])
-async def limiter(request: pytest.FixtureRequest, clock: Clock, redis_url: str) -> AsyncIterator[RateLimiter]:
-    if request.param == "local":
-        yield LocalRateLimiter(CONFIG, clock=clock)
-        return
-    client = aioredis.from_url(redis_url)
-    try:
-        yield RedisRateLimiter(client, CONFIG, clock=clock)
-    finally:
-        await client.aclose()
+@pytest.fixture(params=["local_limiter", pytest.param("redis_limiter", marks=pytest.mark.integration)])
+def limiter(request: pytest.FixtureRequest) -> RateLimiter:
+    """Each implementation in turn; only the Redis one needs a server."""
+    implementation: RateLimiter = request.getfixturevalue(request.param)
+    return implementation
 
 
 async def test_admits_exactly_the_limit_then_refuses(limiter: RateLimiter) -> None:
@@ -54,15 +63,15 @@ async def test_identities_are_independent(limiter: RateLimiter) -> None:
     assert (await limiter.hit("user:2", 3)).allowed
 
 
-async def test_capacity_returns_as_the_window_slides(limiter: RateLimiter, clock: Clock) -> None:
+async def test_capacity_returns_as_the_window_slides(limiter: RateLimiter, clock: ManualClock) -> None:
     assert (await limiter.hit("k", 2)).allowed
-    clock.now += 5
+    clock.advance(5)
     assert (await limiter.hit("k", 2)).allowed
     refused = await limiter.hit("k", 2)
     assert not refused.allowed
     # The first request stops counting one window (plus at most one bucket) after it was made.
     assert 5.0 <= refused.retry_after <= 6.0 + 1e-6
-    clock.now += refused.retry_after
+    clock.advance(refused.retry_after)
     assert (await limiter.hit("k", 2)).allowed
     assert not (await limiter.hit("k", 2)).allowed
 
@@ -76,7 +85,7 @@ async def test_peek_does_not_count(limiter: RateLimiter) -> None:
     assert (await limiter.hit("k", 3)).remaining == 1
 
 
-async def test_never_more_than_the_limit_in_any_window(limiter: RateLimiter, clock: Clock) -> None:
+async def test_never_more_than_the_limit_in_any_window(limiter: RateLimiter, clock: ManualClock) -> None:
     """Random bursts over three windows: count admissions in every window-long interval (the error bound)."""
     rng = random.Random(7)
     limit, admitted = 20, []
@@ -85,25 +94,24 @@ async def test_never_more_than_the_limit_in_any_window(limiter: RateLimiter, clo
         for _ in range(rng.randint(0, 4)):
             if (await limiter.hit("burst", limit)).allowed:
                 admitted.append(clock.now)
-        clock.now += rng.uniform(0.0, 0.3)
+        clock.advance(rng.uniform(0.0, 0.3))
     assert len(admitted) > 2 * limit  # the window really slid
     for index, began in enumerate(admitted):
         in_window = [t for t in admitted[index:] if t < began + CONFIG.window]
         assert len(in_window) <= limit
 
 
-async def test_refused_requests_do_not_count(limiter: RateLimiter, clock: Clock) -> None:
+async def test_refused_requests_do_not_count(limiter: RateLimiter, clock: ManualClock) -> None:
     await limiter.hit("k", 1)
     for _ in range(10):
         assert not (await limiter.hit("k", 1)).allowed
-    clock.now += CONFIG.window + CONFIG.width
+    clock.advance(CONFIG.window + CONFIG.width)
     assert (await limiter.hit("k", 1)).allowed
 
 
-async def test_redis_script_checks_revocation_in_the_same_call(redis_url: str, clock: Clock) -> None:
-    client = aioredis.from_url(redis_url)
-    try:
-        limiter = RedisRateLimiter(client, CONFIG, clock=clock)
+@pytest.mark.integration
+async def test_redis_script_checks_revocation_in_the_same_call(redis_url: str, clock: ManualClock) -> None:
+    async with redis_limiter_on(redis_url, clock) as (limiter, client):
         assert not (await limiter.hit("user:9", 5, revocation_keys=["auth:revoked:jti:x"])).revoked
         await client.set("auth:revoked:jti:x", b"1")
         decision = await limiter.hit("user:9", 5, revocation_keys=["auth:revoked:jti:y", "auth:revoked:jti:x"])
@@ -111,27 +119,19 @@ async def test_redis_script_checks_revocation_in_the_same_call(redis_url: str, c
         assert not decision.allowed
         assert (await limiter.peek("user:9", 5)).remaining == 4  # the revoked request was not counted
         assert await client.exists("rl:user:9")
-    finally:
-        await client.aclose()
 
 
-async def test_redis_script_reloads_after_script_flush(redis_url: str, clock: Clock) -> None:
-    client = aioredis.from_url(redis_url)
-    try:
-        limiter = RedisRateLimiter(client, CONFIG, clock=clock)
+@pytest.mark.integration
+async def test_redis_script_reloads_after_script_flush(redis_url: str, clock: ManualClock) -> None:
+    async with redis_limiter_on(redis_url, clock) as (limiter, client):
         await limiter.hit("k", 5)
         await client.script_flush()
         assert (await limiter.hit("k", 5)).remaining == 3
-    finally:
-        await client.aclose()
 
 
+@pytest.mark.integration
 async def test_redis_uses_its_own_clock_by_default(redis_url: str) -> None:
-    client = aioredis.from_url(redis_url)
-    try:
-        limiter = RedisRateLimiter(client, CONFIG)
+    async with redis_limiter_on(redis_url, None) as (limiter, _):
         first = await limiter.hit("k", 2)
         assert first.allowed
         assert 0 < first.reset <= CONFIG.window + CONFIG.width
-    finally:
-        await client.aclose()
