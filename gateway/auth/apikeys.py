@@ -6,7 +6,7 @@ entropy (no salt or slow hash needed: there is nothing to brute-force), and the 
 
 Revocation reaches every replica two ways::
 
-    DELETE /keys/{id} ─► UPDATE api_keys SET revoked_at ─► SET auth:revoked:key:{id} (1 h)
+    DELETE /keys/{id} ─► UPDATE api_keys SET revoked_at ─► SET auth:revoked:{user:<owner>}:key:{id} (1 h)
                                                               │ read by the rate-limit script on every request
                                                               ▼ so the next request anywhere gets 401
     look-ups are cached per process for API_KEY_CACHE_TTL (≤ 1 s), so even with Redis down a revoked key
@@ -34,7 +34,7 @@ import structlog
 from cachetools import TTLCache
 from redis.exceptions import RedisError
 
-from gateway.auth.principal import REVOKED_KEY_PREFIX
+from gateway.auth.principal import API_KEY, revocation_marker, user_limit_key
 from shared.identity import AccountRole, AccountTier
 
 KEY_PREFIX = "sak_"
@@ -147,7 +147,8 @@ class ApiKeys:
         if revoked is None:
             return False
         try:
-            await self._redis.set(f"{REVOKED_KEY_PREFIX}{key_id}", b"1", ex=REVOCATION_MARKER_TTL)
+            marker = revocation_marker(user_limit_key(user_id), API_KEY, key_id)
+            await self._redis.set(marker, b"1", ex=REVOCATION_MARKER_TTL)
         except (RedisError, OSError) as exc:
             # The per-process cache TTL (≤ 1 s) still bounds how long the key keeps working.
             _log.warning("api_key_revocation_marker_failed", key_id=key_id, error=type(exc).__name__)

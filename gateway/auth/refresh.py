@@ -40,9 +40,10 @@ class InvalidRefresh(Exception):
 class RefreshReused(Exception):
     """A spent refresh token was presented again: its whole family is now revoked."""
 
-    def __init__(self, family_id: str) -> None:
+    def __init__(self, family_id: str, user_id: int) -> None:
         super().__init__("refresh token reused")
         self.family_id = family_id
+        self.user_id = user_id
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,14 +105,16 @@ class RefreshTokens:
 
     async def _refusal(self, digest: bytes) -> InvalidRefresh | RefreshReused:
         """Why a token cannot be rotated; a spent one revokes its family first (outside the failed transaction)."""
-        spent = await self._pool.fetchrow("SELECT family_id, used_at FROM refresh_tokens WHERE token_hash = $1", digest)
+        spent = await self._pool.fetchrow(
+            "SELECT family_id, user_id, used_at FROM refresh_tokens WHERE token_hash = $1", digest
+        )
         if spent is None or spent["used_at"] is None:
             return InvalidRefresh()
         await self._pool.execute(
             "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
             spent["family_id"],
         )
-        return RefreshReused(str(spent["family_id"]))
+        return RefreshReused(str(spent["family_id"]), int(spent["user_id"]))
 
     async def family_of(self, token: str, user_id: int) -> str | None:
         """The family of ``user_id``'s token (None for anyone else's: a caller cannot revoke others' sessions)."""

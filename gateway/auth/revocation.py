@@ -7,12 +7,13 @@ import time
 
 import redis.asyncio as aioredis
 
-from gateway.auth.principal import REVOKED_FAMILY_PREFIX, REVOKED_TOKEN_PREFIX
+from gateway.auth.principal import FAMILY, TOKEN, revocation_marker, user_limit_key
 
 
 async def revoke_access_tokens(
     redis: aioredis.Redis,
     *,
+    user_id: int,
     token_id: str | None = None,
     token_expires_at: int | None = None,
     family_id: str | None = None,
@@ -20,10 +21,11 @@ async def revoke_access_tokens(
 ) -> None:
     """Block one access token until it expires, and/or every access token of a refresh family (none outlives
     ``access_ttl`` from now)."""
+    owner = user_limit_key(user_id)
     pipe = redis.pipeline(transaction=False)
     if token_id is not None:
         remaining = access_ttl if token_expires_at is None else int(token_expires_at - time.time()) + 1
-        pipe.set(REVOKED_TOKEN_PREFIX + token_id, b"1", ex=max(remaining, 1))
+        pipe.set(revocation_marker(owner, TOKEN, token_id), b"1", ex=max(remaining, 1))
     if family_id is not None:
-        pipe.set(REVOKED_FAMILY_PREFIX + family_id, b"1", ex=access_ttl + 5)
+        pipe.set(revocation_marker(owner, FAMILY, family_id), b"1", ex=access_ttl + 5)
     await pipe.execute()

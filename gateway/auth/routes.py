@@ -85,16 +85,18 @@ async def refresh(request: web.Request) -> web.Response:
         rotation = await request.app[REFRESH].rotate(token)
     except RefreshReused as reuse:
         _log.warning("refresh_token_reused", family_id=reuse.family_id)
-        await _block_family(request, reuse.family_id)
+        await _block_family(request, reuse.family_id, reuse.user_id)
         raise unauthorized("The refresh token was already used; every session of that login is now revoked.") from None
     except InvalidRefresh:
         raise unauthorized("The refresh token is invalid, expired or revoked.") from None
     return _session(request, rotation.user, rotation.token, rotation.family_id)
 
 
-async def _block_family(request: web.Request, family_id: str) -> None:
+async def _block_family(request: web.Request, family_id: str, user_id: int) -> None:
     try:
-        await revoke_access_tokens(request.app[REDIS], family_id=family_id, access_ttl=request.app[TOKENS].ttl)
+        await revoke_access_tokens(
+            request.app[REDIS], user_id=user_id, family_id=family_id, access_ttl=request.app[TOKENS].ttl
+        )
     except (RedisError, OSError) as exc:
         _log.warning("family_access_revocation_failed", family_id=family_id, error=type(exc).__name__)
 
@@ -111,6 +113,7 @@ async def logout(request: web.Request) -> web.Response:
     try:
         await revoke_access_tokens(
             request.app[REDIS],
+            user_id=principal.identity.user_id or 0,
             token_id=principal.token_id,
             token_expires_at=principal.expires_at,
             family_id=family_id,

@@ -6,8 +6,9 @@ Redis) the call is re-sent as EVAL, so a Redis restart needs no special handling
 reads Redis's clock (``TIME``), so every replica judges against the same time; tests pass ``clock`` to drive
 time themselves.
 
-Keys: ``rl:<identity>`` holds the buckets (expires one window after its last hit); the optional revocation
-keys (``auth:revoked:...``) are only read. Both keys are named by the caller.
+Keys: ``rl:{<identity>}`` holds the buckets (expires one window after its last hit); the optional revocation
+keys (``auth:revoked:{<identity>}:...``) are only read and are named by the caller. The braces are a Redis Cluster
+hash tag: a decision's keys all hash to the identity's slot.
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ from gateway.ratelimit.pipeline import ScriptPipeline
 
 KEY_PREFIX = "rl:"
 SCRIPT = (files("gateway.ratelimit") / "sliding_window.lua").read_text()
+
+
+def bucket_key(identity: str) -> str:
+    """The Redis key of ``identity``'s buckets, hash-tagged by the identity (see gateway.auth.principal)."""
+    return KEY_PREFIX + "{" + identity + "}"
 
 
 class RedisRateLimiter:
@@ -52,7 +58,7 @@ class RedisRateLimiter:
         await self._pipeline.close()
 
     async def _run(self, key: str, limit: int, cost: int, revocation_keys: Sequence[str]) -> Decision:
-        keys = [KEY_PREFIX + key, *revocation_keys]
+        keys = [bucket_key(key), *revocation_keys]
         now_ms = -1 if self._clock is None else round(self._clock() * 1000)
         verdict, total, reset_ms, retry_ms = await self._pipeline.run(
             keys, (limit, cost, self._width_ms, self._config.buckets, now_ms)

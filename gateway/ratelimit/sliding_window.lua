@@ -2,7 +2,7 @@
 -- The algorithm and its error bound are described in gateway/ratelimit/base.py; this is a line-for-line port of
 -- evaluate() there. O(1) per decision: a running total instead of summing (and sorting) every bucket.
 --
--- KEYS[1]  the identity's hash (rl:<identity>): field <bucket index> = count for each non-empty bucket, plus
+-- KEYS[1]  the identity's hash (rl:{<identity>}, hash-tagged like its revocation markers): field <bucket index> = count for each non-empty bucket, plus
 --          t = the running total of those counts, f / l = the lowest / highest bucket index stored
 -- KEYS[2..] optional revocation markers (auth:revoked:...); when any exists the request is refused uncounted
 -- ARGV     limit, cost (0 = peek), bucket width in ms, number of buckets, now in ms (-1 = use Redis TIME)

@@ -15,6 +15,7 @@ from typing import Any
 
 import redis.asyncio as aioredis
 
+from gateway.auth.principal import TOKEN, revocation_marker
 from gateway.ratelimit.base import WindowConfig
 from gateway.ratelimit.redis import RedisRateLimiter
 from stack.bench.probes import sample
@@ -35,7 +36,9 @@ async def _drive(redis_url: str, identities: int, seconds: float, concurrency: i
             for _ in range(100):  # the clock is read once per 100 decisions
                 identity = rng.randrange(identities)
                 decision = await limiter.hit(
-                    f"bench:{identity}", 1000, revocation_keys=(f"auth:revoked:jti:bench-{identity}",)
+                    f"bench:{identity}",
+                    1000,
+                    revocation_keys=(revocation_marker(f"bench:{identity}", TOKEN, identity),),
                 )
                 decisions += 1
                 refused += not decision.allowed

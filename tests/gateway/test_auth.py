@@ -165,6 +165,6 @@ async def test_admin_changes_tier_and_role(gateway: Client, redis_url: str) -> N
     assert (await gateway.patch("/api/v1/admin/users/999", json={"tier": "pro"}, headers=bearer(admin))).status == 404
     client = aioredis.from_url(redis_url)
     try:
-        assert await client.exists("rl:user:2")
+        assert await client.exists("rl:{user:2}")
     finally:
         await client.aclose()

@@ -118,7 +118,7 @@ async def test_redis_script_checks_revocation_in_the_same_call(redis_url: str, c
         assert decision.revoked
         assert not decision.allowed
         assert (await limiter.peek("user:9", 5)).remaining == 4  # the revoked request was not counted
-        assert await client.exists("rl:user:9")
+        assert await client.exists("rl:{user:9}")
 
 
 @pytest.mark.integration

@@ -14,7 +14,7 @@ import redis.asyncio as aioredis
 
 from gateway.ratelimit.base import Decision, WindowConfig
 from gateway.ratelimit.local import LocalRateLimiter
-from gateway.ratelimit.redis import KEY_PREFIX, RedisRateLimiter
+from gateway.ratelimit.redis import RedisRateLimiter, bucket_key
 from tests.support.clock import ManualClock
 
 pytestmark = pytest.mark.integration
@@ -62,7 +62,7 @@ async def test_local_and_redis_agree_on_every_decision(redis_url: str, seed: int
         assert admitted > 100
         assert refused > 100
         for key in ("a", "b", "c"):
-            stored = await client.hgetall(KEY_PREFIX + key)
+            stored = await client.hgetall(bucket_key(key))
             bucket_fields = [name for name in stored if name not in (b"t", b"f", b"l")]
             assert len(bucket_fields) <= CONFIG.buckets + 1
             total = sum(int(stored[name]) for name in bucket_fields)
@@ -78,7 +78,7 @@ async def test_an_idle_identity_expires_from_redis(redis_url: str) -> None:
     try:
         limiter = RedisRateLimiter(client, CONFIG, clock=clock)
         await limiter.hit("idle", 5)
-        ttl_ms = await client.pttl(KEY_PREFIX + "idle")
+        ttl_ms = await client.pttl(bucket_key("idle"))
         assert 0 < ttl_ms <= (CONFIG.buckets + 1) * CONFIG.width * 1000 + 1000
         await limiter.close()
     finally:

@@ -249,14 +249,14 @@ async def test_internal_endpoints_are_admin_only(api: Client) -> None:
 async def test_cache_clear_touches_only_the_cache_namespace(api: Client, redis_url: str) -> None:
     client = aioredis.Redis.from_url(redis_url)
     try:
-        await client.set("rl:user:2", b"41")
+        await client.set("rl:{user:2}", b"41")
         await client.set("auth:refresh:abc", b"family")
         await api.get("/api/v1/resources/5")
         assert await client.exists("cache:res:5")
         cleared = await (await api.post("/internal/cache/clear", headers=as_(ADMIN))).json()
         assert cleared["redis_keys_deleted"] >= 1
         assert not await client.exists("cache:res:5")
-        assert await client.get("rl:user:2") == b"41"
+        assert await client.get("rl:{user:2}") == b"41"
         assert await client.get("auth:refresh:abc") == b"family"
         assert len(api.app[CACHE].l1) == 0
     finally:
