@@ -4,7 +4,8 @@ The script runs through a :class:`~gateway.ratelimit.pipeline.ScriptPipeline`: t
 flight share one write and one read on one connection (auto-pipelining); on NOSCRIPT (a restarted or flushed
 Redis) the call is re-sent as EVAL, so a Redis restart needs no special handling here. By default the script
 reads Redis's clock (``TIME``), so every replica judges against the same time; tests pass ``clock`` to drive
-time themselves.
+time themselves. On a Redis Cluster the calls go through redis-py's cluster client instead
+(:class:`~gateway.ratelimit.pipeline.ClusterScript`); a decision's keys share one hash tag, so one slot.
 
 Keys: ``rl:{<identity>}`` holds the buckets (expires one window after its last hit); the optional revocation
 keys (``auth:revoked:{<identity>}:...``) are only read and are named by the caller. The braces are a Redis Cluster
@@ -17,9 +18,10 @@ from collections.abc import Callable, Sequence
 from importlib.resources import files
 
 import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.ratelimit.base import Decision, WindowConfig
-from gateway.ratelimit.pipeline import ScriptPipeline
+from gateway.ratelimit.pipeline import ClusterScript, ScriptPipeline
 
 KEY_PREFIX = "rl:"
 SCRIPT = (files("gateway.ratelimit") / "sliding_window.lua").read_text()
@@ -33,7 +35,7 @@ def bucket_key(identity: str) -> str:
 class RedisRateLimiter:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: aioredis.Redis | RedisCluster,
         config: WindowConfig,
         *,
         clock: Callable[[], float] | None = None,
@@ -42,7 +44,11 @@ class RedisRateLimiter:
         self._config = config
         self._clock = clock
         self._width_ms = repr(config.width * 1000)
-        self._pipeline = ScriptPipeline(client, SCRIPT, on_round_trip=on_round_trip)
+        self._pipeline: ScriptPipeline | ClusterScript = (
+            ClusterScript(client, SCRIPT, on_round_trip=on_round_trip)
+            if isinstance(client, RedisCluster)
+            else ScriptPipeline(client, SCRIPT, on_round_trip=on_round_trip)
+        )
 
     @property
     def config(self) -> WindowConfig:
