@@ -41,6 +41,8 @@ COPY --from=dashboard /frontend/dist /app/frontend/dist
 WORKDIR /app
 # HOST=0.0.0.0: a container is reached through its network interface. PORT is what the HEALTHCHECK probes, so
 # set PORT (not --port) when running another process: 3000 balancer, 3001 apiserver.
+# WORKERS (default 1; auto = one per core of the container's CPU set, a --cpus quota is not counted) runs that many
+# worker processes on PORT under one parent, which keeps its scratch directory in TMPDIR.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \

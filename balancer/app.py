@@ -14,11 +14,12 @@ from balancer.control import add_control_routes
 from balancer.discovery import Discovery, Resolver
 from balancer.forwarding import Balancer
 from balancer.health import HealthChecker
-from balancer.keys import BALANCER, DISCOVERY, HEALTH, SETTINGS
+from balancer.keys import BALANCER, DISCOVERY, HEALTH, SETTINGS, SIBLINGS
 from balancer.metrics import BalancerMetrics
 from balancer.picking import make_picker
 from balancer.pool import BackendPool, breaker_code
 from balancer.settings import BalancerSettings
+from balancer.siblings import Siblings
 from shared.context import request_context_middleware
 from shared.errors import error_middleware
 from shared.health import add_health_routes
@@ -32,7 +33,9 @@ class NotReady(Exception):
     """``/ready`` fails: shutting down, or no backend can take traffic."""
 
 
-def _build_balancer(settings: BalancerSettings, metrics: Metrics, clock: Clock, rng: random.Random | None) -> Balancer:
+def _build_balancer(
+    settings: BalancerSettings, metrics: Metrics, clock: Clock, rng: random.Random | None, siblings: Siblings
+) -> Balancer:
     lb_metrics = BalancerMetrics(metrics)
     holder: list[Balancer] = []
 
@@ -49,8 +52,11 @@ def _build_balancer(settings: BalancerSettings, metrics: Metrics, clock: Clock, 
     def membership(backend: Backend, added: bool) -> None:
         if added:
             lb_metrics.breaker_state(backend.breaker.name, 0)
+            backend.draining = backend.id in siblings.drained  # an operator's drain made on a sibling worker
             balancer.on_rotation_change(backend)
         else:
+            # Zero first: in multiprocess mode (several workers) the last value stays in this worker's file.
+            lb_metrics.backend_up.labels(backend.id).set(0)
             lb_metrics.backend_up.remove(backend.id)
             balancer.picker.forget(backend.id)
 
@@ -77,7 +83,8 @@ def create_app(
         middlewares=[request_context_middleware(), metrics_middleware(metrics=metrics), error_middleware()],
         client_max_size=max(settings.retry_body_limit, 1024**2),
     )
-    balancer = _build_balancer(settings, metrics, clock, rng)
+    siblings = Siblings.of(settings.common)
+    balancer = _build_balancer(settings, metrics, clock, rng, siblings)
     checker = HealthChecker(
         balancer.pool,
         path=settings.health_path,
@@ -93,12 +100,21 @@ def create_app(
     app[INSTANCE_ID] = settings.common.instance_id
     app[BALANCER] = balancer
     app[HEALTH] = checker
+    app[SIBLINGS] = siblings
 
     async def backend_pools(app: web.Application) -> AsyncIterator[None]:
         try:
             yield
         finally:
             await balancer.pool.close()
+
+    async def take_up_recorded_drains(app: web.Application) -> None:
+        """A worker (re)started among several takes up the drains its siblings recorded."""
+        siblings.load()
+        for backend in balancer.pool.backends:
+            if backend.id in siblings.drained:
+                backend.draining = True
+                balancer.on_rotation_change(backend)
 
     async def stop_being_ready(app: web.Application) -> None:
         balancer.stopping = True
@@ -123,6 +139,7 @@ def create_app(
         )
         app[DISCOVERY] = discovery
         app.cleanup_ctx.append(discovery.context())
+    app.on_startup.append(take_up_recorded_drains)
     app.on_shutdown.append(stop_being_ready)
     add_health_routes(app, metrics, {"backends": check_backends})
     add_control_routes(app)

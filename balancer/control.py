@@ -7,10 +7,15 @@ API signs one with ``INTERNAL_SECRET``), so a caller that can reach the port sti
 Drain: ``POST /lb/backends/{id}/drain?wait=S`` stops new requests to the backend at once, then waits up to
 ``S`` seconds (default 30) for its in-flight requests to finish: 200 ``{"drained": true}`` when they did, 202
 ``{"drained": false, "in_flight": n}`` when the wait ended first (poll ``/lb/status`` for the rest).
+
+With several workers, drain, enable and breaker reset apply to every worker of the balancer and the drain's
+answer sums over them (:mod:`balancer.siblings`); ``/lb/status`` answers for the worker that received it and
+says which (``instance``, ``worker``, ``workers``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import orjson
@@ -18,12 +23,14 @@ import structlog
 from aiohttp import web
 
 from balancer.backend import Backend
-from balancer.keys import BALANCER, DISCOVERY, SETTINGS
+from balancer.keys import BALANCER, DISCOVERY, SETTINGS, SIBLINGS
+from balancer.siblings import Answer
 from shared.authz import require_admin
 from shared.errors import Problem
 from shared.identity import IDENTITY_HEADER, verify_identity
 
 MAX_DRAIN_WAIT = 300.0
+RELAY_MARGIN = 5.0  # a sibling's answer may take this much longer than the wait it was given
 _log = structlog.get_logger("balancer.control")
 
 
@@ -57,7 +64,11 @@ def status_body(app: web.Application) -> dict[str, object]:
     backends = [
         {**backend.snapshot(now), "removing": balancer.pool.removing(backend.id)} for backend in balancer.pool.backends
     ]
+    common = balancer.settings.common
     body: dict[str, object] = {
+        "instance": common.instance_id,
+        "worker": common.worker_index,
+        "workers": common.workers,
         "algorithm": balancer.picker.name,
         "in_flight": balancer.in_flight,
         "max_in_flight": balancer.settings.max_in_flight,
@@ -83,18 +94,35 @@ async def drain_backend(request: web.Request) -> web.Response:
     _require_operator(request)
     backend = _backend(request)
     try:
-        wait = min(float(request.query.get("wait", "30")), MAX_DRAIN_WAIT)
+        wait = max(min(float(request.query.get("wait", "30")), MAX_DRAIN_WAIT), 0.0)
     except ValueError:
         raise Problem(400, "Bad Request", "wait must be a number of seconds.") from None
     if not backend.draining:
         _log.warning("backend_draining", backend=backend.id, in_flight=backend.in_flight)
     backend.draining = True
     request.app[BALANCER].on_rotation_change(backend)
-    drained = await backend.wait_idle(max(wait, 0.0))
+    siblings = request.app[SIBLINGS]
+    siblings.remember(request, backend.id, draining=True)
+    drained, answers = await asyncio.gather(
+        backend.wait_idle(wait), siblings.relay(request, within=wait + RELAY_MARGIN)
+    )
     if drained:
         _log.warning("backend_drained", backend=backend.id)
-    body = {"id": backend.id, "draining": True, "drained": drained, "in_flight": backend.in_flight}
-    return _json(body, 200 if drained else 202)
+    body: dict[str, object] = {"id": backend.id, "draining": True, "drained": drained, "in_flight": backend.in_flight}
+    if siblings.sockets and not siblings.is_relay(request):
+        body = _summed(body, answers, siblings.count)
+    return _json(body, 200 if body["drained"] else 202)
+
+
+def _summed(body: dict[str, object], answers: list[Answer | None], count: int) -> dict[str, object]:
+    """This worker's drain answer combined with its siblings': drained on all that answered, in flight summed.
+    A sibling without the backend (404: DNS has not shown it there yet) has nothing in flight to it."""
+    answered = [answer for answer in answers if answer is not None]
+    known = [answer.body for answer in answered if answer.status != 404]
+    in_flight = int(str(body["in_flight"])) + sum(int(item.get("in_flight", 0)) for item in known)
+    drained = bool(body["drained"]) and all(item.get("drained") is True for item in known)
+    workers = {"count": count, "answered": 1 + len(answered)}
+    return {**body, "drained": drained, "in_flight": in_flight, "workers": workers}
 
 
 async def enable_backend(request: web.Request) -> web.Response:
@@ -104,14 +132,21 @@ async def enable_backend(request: web.Request) -> web.Response:
         raise Problem(409, "Conflict", f"Backend {backend.id!r} is leaving the pool (no longer in DNS).")
     backend.draining = False
     request.app[BALANCER].on_rotation_change(backend)
+    siblings = request.app[SIBLINGS]
+    siblings.remember(request, backend.id, draining=False)
+    answers = await siblings.relay(request, within=RELAY_MARGIN)
     _log.warning("backend_enabled", backend=backend.id)
-    return _json({"id": backend.id, "draining": False, "healthy": backend.health.up})
+    body: dict[str, object] = {"id": backend.id, "draining": False, "healthy": backend.health.up}
+    if siblings.sockets and not siblings.is_relay(request):
+        body["workers"] = {"count": siblings.count, "answered": 1 + sum(answer is not None for answer in answers)}
+    return _json(body)
 
 
 async def reset_breaker(request: web.Request) -> web.Response:
     _require_operator(request)
     backend = _backend(request)
     backend.breaker.reset()
+    await request.app[SIBLINGS].relay(request, within=RELAY_MARGIN)
     _log.warning("breaker_reset", backend=backend.id)
     return _json(backend.breaker.snapshot())
 

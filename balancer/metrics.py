@@ -16,6 +16,7 @@ class BalancerMetrics:
             "1 when the backend receives traffic (passing health checks, breaker not open, not draining).",
             ("backend",),
             registry=registry,
+            multiprocess_mode="livemax",  # with several workers: 1 while any of them sends it traffic
         )
         self.retries = Counter("lb_retries_total", "Requests retried on another backend.", registry=registry)
         self.shed = Counter(
@@ -48,6 +49,7 @@ class BalancerMetrics:
             "Addresses a dns+ target resolved to last time it resolved.",
             ("target",),
             registry=registry,
+            multiprocess_mode="livemax",
         )
 
     def breaker_state(self, name: str, code: int) -> None:

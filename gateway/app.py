@@ -147,7 +147,7 @@ def middlewares(
 
 def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.time) -> web.Application:
     metrics = Metrics("gateway")
-    stats = GatewayStats(metrics.registry)
+    stats = GatewayStats(metrics)
     redis = make_redis(settings.redis_url)
     tokens = AccessTokens(settings.jwt, clock=clock)
     app = web.Application(

@@ -3,10 +3,20 @@
 Each app owns its own :class:`CollectorRegistry` (not the global one) so tests can build many apps in one
 interpreter. Labelled children are looked up once per (method, route, status) and cached: the request
 path pays two dictionary hits, a counter increment and a histogram observation.
+
+Several workers on one port (:mod:`shared.workers`): a scrape reaches one worker at random, so every worker must
+answer for the whole tier. The parent then starts each worker with ``PROMETHEUS_MULTIPROC_DIR`` set, which
+prometheus_client reads at import: every value lives in a per-process file in that directory, and ``/metrics``
+(and :meth:`Metrics.families`, which the gateway's dashboard reads) merges the files of all workers, dead ones
+included, so counters and histograms are the tier's sums and never go backwards when a worker is restarted.
+Gauges say how they merge (``multiprocess_mode``): in-flight figures are ``livesum``, states (breaker, backend
+up, degraded) ``livemax``; a dead worker's live gauges are dropped by the parent (``mark_process_dead``).
+Without the variable (one worker, and every test that builds apps in-process) nothing of this is in play.
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 from aiohttp import web
@@ -19,6 +29,11 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.metrics_core import Metric
+from prometheus_client.multiprocess import MultiProcessCollector
+
+# prometheus_client's own variable: when set (by the worker parent), values are kept in per-process files there.
+MULTIPROCESS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
 
 # Latency buckets tuned for a fast API: sub-millisecond to multi-second.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -31,6 +46,8 @@ class Metrics:
     def __init__(self, service: str) -> None:
         self.service = service
         self.registry = CollectorRegistry(auto_describe=True)
+        # Read once, as prometheus_client did at import: it decides where every value of this process lives.
+        self.multiprocess_dir = os.environ.get(MULTIPROCESS_DIR_VARIABLE) or None
         self.http_requests = Counter(
             "http_requests_total",
             "HTTP requests served, by route template and status.",
@@ -49,6 +66,7 @@ class Metrics:
             "Circuit breaker state: 0 closed, 1 open, 2 half-open.",
             ("name",),
             registry=self.registry,
+            multiprocess_mode="livemax",  # across workers: non-zero while any worker's breaker is not closed
         )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
@@ -65,7 +83,20 @@ class Metrics:
         children[1].observe(seconds)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        """The Prometheus text of this process, or of every worker of the tier in multiprocess mode."""
+        return generate_latest(self._source())
+
+    def families(self, *names: str) -> dict[str, Metric]:
+        """The named metric families (``http_requests``, not ``http_requests_total``) as ``/metrics`` has them:
+        this process's values, or the whole tier's in multiprocess mode."""
+        return {family.name: family for family in self._source().collect() if family.name in names}
+
+    def _source(self) -> CollectorRegistry:
+        if self.multiprocess_dir is None:
+            return self.registry
+        tier = CollectorRegistry(auto_describe=False)
+        MultiProcessCollector(tier, path=self.multiprocess_dir)  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
+        return tier
 
 
 def route_template(request: web.Request) -> str:

@@ -1,17 +1,26 @@
-"""Running an app: uvloop when available, no per-request access log on the hot path, graceful SIGTERM."""
+"""Running an app: uvloop when available, no per-request access log on the hot path, graceful SIGTERM.
+
+:func:`run` is what every ``__main__`` calls: with one worker (the default) it serves in this process; with
+several (``WORKERS`` / ``--workers``) this process becomes their parent (:mod:`shared.workers`) and each worker,
+started again as ``python -m <package>``, comes back here and serves.
+"""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import os
 import sys
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import TypeVar
 
 import structlog
 from aiohttp import web
 
 from shared.logging import configure_logging
-from shared.settings import CommonSettings, SettingsError
+from shared.settings import CommonSettings, SettingsError, parse_workers
+from shared.workers import WorkerPool, end_with_parent
 
 _log = structlog.get_logger("shared.runner")
 T = TypeVar("T")
@@ -25,28 +34,86 @@ def install_uvloop() -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
 
 
-def load_settings(build: Callable[[Mapping[str, str] | None], T]) -> T:
+def workers_option(value: str) -> str:
+    """argparse ``type`` for ``--workers``: checked here, so a bad value names the option; passed on as text."""
+    try:
+        parse_workers(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
+def add_worker_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--workers",
+        type=workers_option,
+        default=None,
+        metavar="N|auto",
+        help="processes serving the port, each with its own event loop (default $WORKERS or 1; auto: one per core)",
+    )
+
+
+def process_environ(args: argparse.Namespace) -> Mapping[str, str]:
+    """The environment the settings are read from: ours, with ``--workers`` standing in for ``WORKERS``."""
+    if args.workers is None:
+        return os.environ
+    return {**os.environ, "WORKERS": args.workers}
+
+
+def load_settings(build: Callable[[Mapping[str, str] | None], T], environ: Mapping[str, str] | None = None) -> T:
     """Build settings or stop the process with one clear line naming the variable."""
     try:
-        return build(None)
+        return build(environ)
     except SettingsError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
-def serve(
-    app: web.Application, common: CommonSettings, *, service: str, port: int, shutdown_timeout: float = 10.0
+def run(
+    build: Callable[[], web.Application],
+    common: CommonSettings,
+    *,
+    service: str,
+    package: str,
+    port: int,
+    shutdown_timeout: float = 10.0,
+    sibling_socket: Path | None = None,
 ) -> None:
+    """Serve ``build()`` here, or be the parent of ``common.workers`` workers that each do."""
+    if common.supervises_workers:
+        configure_logging(service=service, instance=common.instance_id, level=common.log_level, json=common.production)
+        pool = WorkerPool(package, port=port, common=common, shutdown_timeout=shutdown_timeout, service=service)
+        raise SystemExit(pool.run())
+    if common.worker_index is not None:
+        end_with_parent(os.environ)
+    serve(build(), common, service=service, port=port, shutdown_timeout=shutdown_timeout, unix_path=sibling_socket)
+
+
+def serve(
+    app: web.Application,
+    common: CommonSettings,
+    *,
+    service: str,
+    port: int,
+    shutdown_timeout: float = 10.0,
+    unix_path: Path | None = None,
+) -> None:
+    """``unix_path``: also listen there (a worker's socket for its siblings, see :mod:`shared.workers`)."""
     configure_logging(service=service, instance=common.instance_id, level=common.log_level, json=common.production)
     install_uvloop()
-    _log.info("listening", host=common.host, port=port, environment=common.environment)
-    web.run_app(
-        app,
-        host=common.host,
-        port=port,
-        access_log=None,
-        print=None,
-        reuse_port=True,
-        shutdown_timeout=shutdown_timeout,
-        handle_signals=True,
-    )
+    _log.info("listening", host=common.host, port=port, environment=common.environment, worker=common.worker_index)
+    try:
+        web.run_app(
+            app,
+            host=common.host,
+            port=port,
+            path=None if unix_path is None else str(unix_path),
+            access_log=None,
+            print=None,
+            reuse_port=True,
+            shutdown_timeout=shutdown_timeout,
+            handle_signals=True,
+        )
+    except SettingsError as exc:  # found at start (the gateway's seeded-password check): one line, exit 2
+        print(f"configuration error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

@@ -10,7 +10,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -21,6 +21,8 @@ DEV_INTERNAL_SECRET = "dev-internal-secret-not-for-production-0000"  # noqa: S10
 DEV_JWT_SECRET = "dev-jwt-secret-not-for-production-000000000000"  # noqa: S105 - refused in production
 _DEV_SECRETS = frozenset({DEV_INTERNAL_SECRET, DEV_JWT_SECRET})
 MIN_SECRET_BYTES = 32
+MAX_WORKERS = 256
+WORKERS_AUTO = "auto"
 
 
 class SettingsError(ValueError):
@@ -68,6 +70,15 @@ class Env:
         _check_range(name, number, minimum, maximum)
         return number
 
+    def workers(self, name: str, default: int = 1) -> int:
+        value = self.raw(name)
+        if value is None:
+            return default
+        try:
+            return parse_workers(value)
+        except ValueError as exc:
+            raise SettingsError(f"{name}={value!r}: {exc}") from None
+
     def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
         value = self.text(name, default)
         if value not in choices:
@@ -90,6 +101,25 @@ class Env:
         return tuple(networks)
 
 
+def available_cpus() -> int:
+    """The cores this process may run on: its CPU affinity where the OS has one (as Python 3.13's
+    ``os.process_cpu_count`` does), else every core of the machine; at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(len(os.sched_getaffinity(0)), 1)
+    return max(os.cpu_count() or 1, 1)  # pragma: no cover - platforms without CPU affinity (macOS)
+
+
+def parse_workers(value: str, *, cpus: Callable[[], int] = available_cpus) -> int:
+    """``auto`` (one per available core) or a whole number from 1 to :data:`MAX_WORKERS`; ``ValueError`` saying
+    what was expected (the caller names the variable or option)."""
+    text = value.strip().lower()
+    if text == WORKERS_AUTO:
+        return min(cpus(), MAX_WORKERS)
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MAX_WORKERS:
+        raise ValueError(f"expected a number of workers from 1 to {MAX_WORKERS}, or {WORKERS_AUTO}")
+    return int(text)
+
+
 def _check_range(name: str, number: float, minimum: float | None, maximum: float | None) -> None:
     if minimum is not None and number < minimum:
         raise SettingsError(f"{name}={number!r}: must be at least {minimum}")
@@ -109,24 +139,41 @@ class CommonSettings:
     trusted_proxies: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]
     redis_url: str | None
     database_url: str | None
+    # WORKERS: processes serving the port (see shared.workers). The parent passes WORKER_INDEX and
+    # WORKER_RUNTIME_DIR to each worker it starts; with one worker there is no parent and both stay unset.
+    workers: int = 1
+    worker_index: int | None = None
+    runtime_dir: str | None = None
 
     @property
     def production(self) -> bool:
         return self.environment == "production"
 
+    @property
+    def supervises_workers(self) -> bool:
+        """True in the parent of several workers: it serves nothing itself, it starts and watches them."""
+        return self.workers > 1 and self.worker_index is None
+
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, service: str) -> CommonSettings:
         env = Env(environ)
         environment = env.choice("ENVIRONMENT", "development", ("development", "production"))
+        workers = env.workers("WORKERS")
+        index = env.integer("WORKER_INDEX", -1, minimum=0, maximum=workers - 1)
+        instance_id = env.text("INSTANCE_ID", f"{service}-{socket.gethostname()}-{os.getpid()}")
         settings = cls(
             environment=environment,  # type: ignore[arg-type]  # narrowed by choice()
             log_level=env.choice("LOG_LEVEL", "info", ("debug", "info", "warning", "error")),
-            instance_id=env.text("INSTANCE_ID", f"{service}-{socket.gethostname()}-{os.getpid()}"),
+            # Each worker names itself: logs, heartbeats and /api/v1/status tell the workers apart.
+            instance_id=instance_id if index < 0 else f"{instance_id}-w{index}",
             host=env.text("HOST", "127.0.0.1"),
             internal_secret=env.text("INTERNAL_SECRET", DEV_INTERNAL_SECRET),
             trusted_proxies=env.networks("TRUSTED_PROXIES"),
             redis_url=env.optional_str("REDIS_URL"),
             database_url=env.optional_str("DATABASE_URL"),
+            workers=workers,
+            worker_index=None if index < 0 else index,
+            runtime_dir=env.optional_str("WORKER_RUNTIME_DIR"),
         )
         settings.check_secret("INTERNAL_SECRET", settings.internal_secret)
         return settings

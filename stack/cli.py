@@ -44,6 +44,16 @@ def _seed(args: argparse.Namespace) -> None:
     print(f"users created: {result.users_created}, resources created: {result.resources_created}")
 
 
+def _workers(value: str) -> str:
+    from shared.settings import parse_workers
+
+    try:
+        parse_workers(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return value
+
+
 def _up(args: argparse.Namespace) -> None:
     from stack.supervisor import StackOptions, run_stack
 
@@ -56,6 +66,7 @@ def _up(args: argparse.Namespace) -> None:
         resources=args.resources,
         pg_port=args.pg_port,
         redis_port=args.redis_port,
+        workers=args.workers,
     )
     raise SystemExit(run_stack(options))
 
@@ -115,6 +126,13 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--resources", type=int, default=1000, help="sample resources seeded on first start")
     up.add_argument("--pg-port", type=int, default=54329, help="embedded PostgreSQL port (default 54329)")
     up.add_argument("--redis-port", type=int, default=63790, help="embedded Redis port (default 63790)")
+    up.add_argument(
+        "--workers",
+        type=_workers,
+        default="1",
+        metavar="N|auto",
+        help="worker processes per gateway, balancer and apiserver (default 1; auto: one per core)",
+    )
     up.set_defaults(func=_up)
 
     restart = commands.add_parser(

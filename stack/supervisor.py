@@ -1,7 +1,8 @@
 """``scalable-api up``: the whole stack on one machine, for development and demos.
 
 Order of start: PostgreSQL and Redis (embedded unless ``DATABASE_URL`` / ``REDIS_URL`` are set) → migrations →
-development seed (once) → apiserver replicas on consecutive ports → balancer → gateway. A child that dies is
+development seed (once) → apiserver replicas on consecutive ports → balancer → gateway, each with ``--workers``
+worker processes (default 1; more make each child a worker parent, see :mod:`shared.workers`). A child that dies is
 restarted with a growing back-off. SIGINT/SIGTERM stops the children first (SIGTERM, then SIGKILL after a grace
 period) and the embedded servers last. SIGHUP (or ``scalable-api restart-apiservers``, via ``<data dir>/up.pid``)
 restarts the apiservers one by one behind the balancer without failing a request (:mod:`stack.rolling`).
@@ -38,6 +39,7 @@ class StackOptions:
     resources: int = 1000
     pg_port: int = 54329
     redis_port: int = 63790
+    workers: str = "1"  # per tier (WORKERS: a number or auto); 1 means no worker parent at all
 
 
 @dataclass
@@ -127,7 +129,8 @@ def prepare_database(database_url: str, resources: int) -> None:
 
 
 def plan_children(options: StackOptions, database_url: str, redis_url: str) -> list[Child]:
-    base = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url}
+    # WORKERS is always set: an operator's WORKERS in the shell does not multiply the local stack unasked.
+    base = {**os.environ, "DATABASE_URL": database_url, "REDIS_URL": redis_url, "WORKERS": options.workers}
     ports = [options.apiserver_port + index for index in range(options.apiservers)]
     children = [
         Child(

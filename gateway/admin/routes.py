@@ -14,10 +14,13 @@ never touched.
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Sample
 from redis.exceptions import RedisError
 
 from gateway.admin.upstream import UpstreamError
@@ -49,28 +52,32 @@ async def _or_error(call: Any) -> Any:
 
 
 def http_figures(metrics: Metrics) -> dict[str, object]:
-    """Cumulative counters from this process's Prometheus registry, for the dashboard to turn into rates and
-    windowed percentiles (as ``histogram_quantile(rate(...))`` would): responses by status and the API's
+    """Cumulative counters as ``/metrics`` has them (every worker's, with several), for the dashboard to turn into
+    rates and windowed percentiles (as ``histogram_quantile(rate(...))`` would): responses by status and the API's
     latency histogram (``le`` upper bounds in seconds, cumulative counts)."""
+    families = metrics.families("http_requests", "http_request_duration_seconds")
     by_status: dict[str, float] = {}
-    for family in metrics.http_requests.collect():
-        for sample in family.samples:
-            if sample.name.endswith("_total"):
-                status = sample.labels["status"]
-                by_status[status] = by_status.get(status, 0.0) + sample.value
+    for sample in _samples(families, "http_requests"):
+        if sample.name.endswith("_total"):
+            status = sample.labels["status"]
+            by_status[status] = by_status.get(status, 0.0) + sample.value
     buckets = [0.0] * (len(LATENCY_BUCKETS) + 1)
     bounds = [str(float(bound)) for bound in LATENCY_BUCKETS]
-    for family in metrics.http_duration.collect():
-        for sample in family.samples:
-            if not sample.name.endswith("_bucket") or sample.labels["route"].startswith(LATENCY_EXCLUDED):
-                continue
-            le = sample.labels["le"]
-            index = bounds.index(le) if le in bounds else len(LATENCY_BUCKETS)
-            buckets[index] += sample.value
+    for sample in _samples(families, "http_request_duration_seconds"):
+        if not sample.name.endswith("_bucket") or sample.labels["route"].startswith(LATENCY_EXCLUDED):
+            continue
+        le = sample.labels["le"]
+        index = bounds.index(le) if le in bounds else len(LATENCY_BUCKETS)
+        buckets[index] += sample.value
     return {
         "responses_by_status": {status: int(count) for status, count in sorted(by_status.items())},
         "latency_seconds": {"le": [*LATENCY_BUCKETS, None], "cumulative": [int(count) for count in buckets]},
     }
+
+
+def _samples(families: Mapping[str, Metric], name: str) -> list[Sample]:
+    family = families.get(name)
+    return [] if family is None else family.samples
 
 
 def gateway_snapshot(app: web.Application) -> dict[str, object]:

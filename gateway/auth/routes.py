@@ -59,7 +59,7 @@ async def _check_password(request: web.Request, email: str, password: str) -> Us
     matches = await asyncio.to_thread(verify_password, stored, password)
     if not (matches and usable and user is not None):
         await throttle.failed(email, address)
-        request.app[STATS].logins["failed"] += 1
+        request.app[STATS].login("failed")
         raise unauthorized("Invalid email or password.", error=None)
     await throttle.succeeded(email)
     if needs_rehash(user.password_hash):
@@ -73,7 +73,7 @@ async def login(request: web.Request) -> web.Response:
     password = text_field(body, "password", max_length=1024)
     user = await _check_password(request, email.strip(), password)
     refresh_token, family_id = await request.app[REFRESH].issue(user.id)
-    request.app[STATS].logins["succeeded"] += 1
+    request.app[STATS].login("succeeded")
     _log.info("login", user_id=user.id)
     return _session(request, user, refresh_token, family_id)
 

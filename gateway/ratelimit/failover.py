@@ -45,7 +45,10 @@ class FailoverRateLimiter:
         self._fallback = fallback
         self._fail_open = fail_open
         self._degraded = Gauge(
-            "ratelimit_backend_degraded", "1 while rate limits are decided without Redis.", registry=registry
+            "ratelimit_backend_degraded",
+            "1 while rate limits are decided without Redis.",
+            registry=registry,
+            multiprocess_mode="livemax",  # with several workers: 1 while any of them is degraded
         )
         self._fallbacks = Counter(
             "ratelimit_fallback",
