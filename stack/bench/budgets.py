@@ -65,6 +65,9 @@ def checks(rows: list[dict[str, Any]]) -> list[Check]:
         found.append(Check("limiter: Redis CPU ms/decision", limiter["redis_cpu_ms_per_decision"], 0.025, at_most=True))
         capacity = limiter["redis_core_capacity_per_second"]
         found.append(Check("limiter: decisions/s per Redis core", capacity, 40_000, at_most=False))
+    scaling = by_name.get("scaling")
+    if scaling is not None and "ratio" in scaling:
+        found.append(Check("scaling: 2 workers / 1 worker req/s", scaling["ratio"], scaling["target_ratio"], False))
     return found
 
 

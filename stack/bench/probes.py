@@ -35,6 +35,22 @@ def group_members(pgid: int) -> list[int]:
     return members
 
 
+def with_descendants(pid: int) -> list[int]:
+    """``pid`` and every process below it (a worker parent and its workers, which run in sessions of their own)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    found, pending = [], [pid]
+    while pending:
+        current = pending.pop()
+        found.append(current)
+        pending.extend(children.get(current, ()))
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessSample:
     cpu_seconds: float

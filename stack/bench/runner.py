@@ -27,6 +27,7 @@ from typing import Any
 from stack.bench.budgets import print_budgets
 from stack.bench.limiter import measure_limiter
 from stack.bench.probes import ProcessSample, group_members, metric_total, redis_commands, sample
+from stack.bench.scaling import measure_scaling
 from stack.bench.scenarios import Scenario, select
 from stack.bench.session import Credentials, clear_cache, obtain_credentials, sweep
 from stack.bench.wrk import WrkResult, ensure_wrk, run_wrk
@@ -35,6 +36,7 @@ from stack.supervisor import Child, StackOptions, plan_children, prepare_databas
 UNLIMITED = str(10**9)
 LIMITER_SCENARIO = "limiter"
 LIMITER_IDENTITIES = 10_000
+SCALING_SCENARIO = "scaling"
 
 
 @dataclass(frozen=True)
@@ -281,13 +283,33 @@ def run_bench(options: BenchOptions) -> int:
             limiter = measure_limiter(
                 running.redis_url, running.data_pids["redis"], identities=LIMITER_IDENTITIES, seconds=options.duration
             )
+        scaling = None
+        if options.scenarios is None or SCALING_SCENARIO in options.scenarios:
+            print(f"[bench] {SCALING_SCENARIO}: apiserver, 1 worker on 1 CPU vs 2 workers on 2 CPUs", flush=True)
+            apiserver = next(child for child in running.children if child.name.startswith("apiserver"))
+            scaling = measure_scaling(apiserver.env, options, Path(root))
     print_table(rows)
     if limiter is not None:
         print_limiter(limiter)
         rows.append(limiter)
+    if scaling is not None:
+        print_scaling(scaling)
+        rows.append(scaling)
     budgets = print_budgets(rows)
     _write_results(options, rows, budgets)
     return 0
+
+
+def print_scaling(row: dict[str, Any]) -> None:
+    if "skipped" in row:
+        print(f"scaling: skipped ({row['skipped']})")
+        return
+    one, two = row["runs"]
+    print(
+        f"scaling: apiserver 1 worker on 1 CPU {one['rps']:,.0f} req/s ({one['cpu_ms_per_request']:.3f} ms CPU/req), "
+        f"2 workers on 2 CPUs {two['rps']:,.0f} req/s ({two['cpu_ms_per_request']:.3f} ms CPU/req): "
+        f"{row['ratio']:.2f}x (target {row['target_ratio']}x; wrk shares the 2 CPUs in the second run)"
+    )
 
 
 def print_limiter(row: dict[str, Any]) -> None:

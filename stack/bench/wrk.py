@@ -56,13 +56,24 @@ def script_text(name: str) -> str:
     return _LUA.joinpath(name).read_text() + _LUA.joinpath("report.lua").read_text()
 
 
-def run_wrk(url: str, *, script: str, args: list[str], connections: int, threads: int, seconds: float) -> WrkResult:
+def run_wrk(
+    url: str,
+    *,
+    script: str,
+    args: list[str],
+    connections: int,
+    threads: int,
+    seconds: float,
+    cpus: str | None = None,
+) -> WrkResult:
+    """Drive ``url`` with wrk and ``script``; ``cpus`` pins wrk to those CPUs (``taskset -c``)."""
     binary = ensure_wrk()
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as handle:
         handle.write(script_text(script))
         path = Path(handle.name)
     try:
-        command = [binary, f"-t{threads}", f"-c{connections}", f"-d{max(int(seconds), 1)}s", "--timeout", "5s"]
+        command = ["taskset", "-c", cpus] if cpus else []
+        command += [binary, f"-t{threads}", f"-c{connections}", f"-d{max(int(seconds), 1)}s", "--timeout", "5s"]
         command += ["-s", str(path), url, "--", *args]
         completed = subprocess.run(command, capture_output=True, text=True, check=False, timeout=seconds + 60)
     finally:
