@@ -19,7 +19,6 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import suppress
 
 import aiohttp
-import redis.asyncio as aioredis
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 from prometheus_client import Counter
@@ -56,7 +55,7 @@ from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE
 from shared.metrics import Metrics, metrics_middleware
 from shared.netaddr import client_address
 from shared.passwords import verify_password
-from shared.resources import make_redis, pg_context
+from shared.resources import RedisClient, make_redis, pg_context
 from shared.settings import SettingsError
 from shared.upstream import Upstream
 
@@ -109,7 +108,7 @@ async def refuse_seeded_passwords(users: UserRepository) -> None:
             raise SettingsError(f"{account.email} still has its development password; change it before production")
 
 
-def build_limiter(settings: GatewaySettings, redis: aioredis.Redis, metrics: Metrics) -> FailoverRateLimiter:
+def build_limiter(settings: GatewaySettings, redis: RedisClient, metrics: Metrics) -> FailoverRateLimiter:
     config = WindowConfig(window=settings.rate_limits.window, buckets=settings.rate_limits.buckets)
     return FailoverRateLimiter(
         RedisRateLimiter(

@@ -25,6 +25,9 @@ from redis.backoff import NoBackoff
 from shared.keys import PG_POOL, REDIS
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
+# What every Redis user takes: a client of one server (or of the Sentinel-managed primary), or of a Redis Cluster.
+# Every key a script or MULTI touches shares one hash tag, so the same calls serve both.
+RedisClient = aioredis.Redis | RedisCluster
 
 
 SENTINEL_SCHEME = "redis+sentinel"

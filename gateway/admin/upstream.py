@@ -14,10 +14,10 @@ from typing import Any
 
 import aiohttp
 import orjson
-import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
+from shared.resources import RedisClient
 
 INSTANCES_KEY = "stats:instances"
 INSTANCE_KEY_PREFIX = "stats:instance:"
@@ -35,7 +35,7 @@ class AdminClient:
     def __init__(
         self,
         session: aiohttp.ClientSession,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         balancer_url: str,
         apiserver_urls: tuple[str, ...],
@@ -96,12 +96,16 @@ class AdminClient:
         return out
 
     async def heartbeats(self) -> list[dict[str, Any]]:
-        """Every live apiserver's last heartbeat (SMEMBERS + MGET); ids whose snapshot expired are pruned."""
+        """Every live apiserver's last heartbeat (SMEMBERS, then one pipelined GET each: unlike MGET, that also
+        works when the keys live on different Redis Cluster nodes); ids whose snapshot expired are pruned."""
         members = await self._redis.smembers(INSTANCES_KEY)
         ids = sorted(member.decode() if isinstance(member, bytes) else member for member in members)
         if not ids:
             return []
-        values = await self._redis.mget([INSTANCE_KEY_PREFIX + instance for instance in ids])
+        pipe = self._redis.pipeline(transaction=False)
+        for instance in ids:
+            pipe.get(INSTANCE_KEY_PREFIX + instance)
+        values = await pipe.execute()
         gone = [instance for instance, value in zip(ids, values, strict=True) if value is None]
         if gone:
             with contextlib.suppress(RedisError):

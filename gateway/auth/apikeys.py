@@ -29,13 +29,13 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-import redis.asyncio as aioredis
 import structlog
 from cachetools import TTLCache
 from redis.exceptions import RedisError
 
 from gateway.auth.principal import API_KEY, revocation_marker, user_limit_key
 from shared.identity import AccountRole, AccountTier
+from shared.resources import RedisClient
 
 KEY_PREFIX = "sak_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 12
@@ -94,7 +94,7 @@ class ApiKeys:
     def __init__(
         self,
         pool: Callable[[], asyncpg.Pool[Any]],
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         cache_ttl: float,
         clock: Callable[[], float] = time.monotonic,

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import time
 
-import redis.asyncio as aioredis
-
 from gateway.auth.principal import FAMILY, TOKEN, revocation_marker, user_limit_key
+from shared.resources import RedisClient
 
 
 async def revoke_access_tokens(
-    redis: aioredis.Redis,
+    redis: RedisClient,
     *,
     user_id: int,
     token_id: str | None = None,

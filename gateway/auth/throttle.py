@@ -11,9 +11,10 @@ import hashlib
 import time
 from collections.abc import Callable
 
-import redis.asyncio as aioredis
 from cachetools import TTLCache
 from redis.exceptions import RedisError
+
+from shared.resources import RedisClient
 
 _PREFIX = "auth:login:"
 
@@ -29,7 +30,7 @@ def _address_key(address: str) -> str:
 class LoginThrottle:
     def __init__(
         self,
-        redis: aioredis.Redis,
+        redis: RedisClient,
         *,
         max_per_account: int,
         max_per_address: int,

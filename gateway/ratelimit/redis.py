@@ -17,11 +17,11 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from importlib.resources import files
 
-import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 
 from gateway.ratelimit.base import Decision, WindowConfig
 from gateway.ratelimit.pipeline import ClusterScript, ScriptPipeline
+from shared.resources import RedisClient
 
 KEY_PREFIX = "rl:"
 SCRIPT = (files("gateway.ratelimit") / "sliding_window.lua").read_text()
@@ -35,7 +35,7 @@ def bucket_key(identity: str) -> str:
 class RedisRateLimiter:
     def __init__(
         self,
-        client: aioredis.Redis | RedisCluster,
+        client: RedisClient,
         config: WindowConfig,
         *,
         clock: Callable[[], float] | None = None,
