@@ -18,6 +18,7 @@ from collections.abc import Generator, Iterator
 import pytest
 
 from database.migrate import run_migrations
+from stack.services.cluster import EmbeddedCluster
 from stack.services.ports import free_port
 from stack.services.postgres import EmbeddedPostgres
 from stack.services.redis import EmbeddedRedis
@@ -104,6 +105,15 @@ async def redis_url(redis_server: Server) -> str:
     """The shared Redis, flushed."""
     await flush_redis(redis_server.url)
     return redis_server.url
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[EmbeddedCluster]:
+    """A Redis Cluster of 3 masters with a replica each, started once; tests that kill a node wait until the
+    cluster is healthy again before they end (``EmbeddedCluster.wait_until_healthy``)."""
+    skip_unless_embedded_servers()
+    with server_root("scalable-api-test-cluster-") as root, EmbeddedCluster(root / "cluster") as cluster:
+        yield cluster
 
 
 @pytest.fixture

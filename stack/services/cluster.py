@@ -80,6 +80,14 @@ class EmbeddedCluster:
         """SIGKILL one node, as a crash would."""
         node.kill()
 
+    def restart_killed(self, timeout: float = 30) -> None:
+        """Start every killed node again (with its nodes file it rejoins, as a replica of whoever took over) and
+        wait until the cluster is healthy."""
+        for node in self.nodes:
+            if not node.is_running():
+                node.start()
+        self.wait_until_healthy(timeout)
+
     def primary_of_slot(self, slot: int) -> EmbeddedRedis:
         """The node currently serving ``slot`` as master, asked of any live node."""
         for node in self.nodes:

@@ -4,7 +4,7 @@ master, revocation read in the same call, and a master killed mid-run replaced b
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
@@ -17,18 +17,15 @@ from gateway.ratelimit.redis import RedisRateLimiter, bucket_key
 from shared.resources import make_redis_cluster, parse_cluster_url
 from stack.services.cluster import EmbeddedCluster
 from tests.support.polling import wait_until
-from tests.support.servers import server_root, skip_unless_embedded_servers
 
 pytestmark = pytest.mark.integration
 
 CONFIG = WindowConfig(window=60.0, buckets=60)
 
 
-@pytest.fixture(scope="module")
-def cluster() -> Iterator[EmbeddedCluster]:
-    skip_unless_embedded_servers()
-    with server_root("scalable-api-test-cluster-") as root, EmbeddedCluster(root / "cluster") as running:
-        yield running
+@pytest.fixture
+def cluster(redis_cluster: EmbeddedCluster) -> EmbeddedCluster:
+    return redis_cluster
 
 
 @pytest.fixture
@@ -93,3 +90,4 @@ async def test_a_killed_master_is_replaced_and_decisions_resume(client: RedisClu
     # Identities on the other masters were never affected.
     assert (await limiter.hit("user:1", 1000)).allowed
     await limiter.close()
+    cluster.restart_killed()  # the old master comes back as a replica, for the tests after this one

@@ -29,7 +29,7 @@ __all__ = ["SERVER_FIXTURES", "SpawnGuard", "markers_to_start", "missing_server_
 
 INTEGRATION_OR_E2E = frozenset({"integration", "e2e"})
 E2E = frozenset({"e2e"})
-SERVER_FIXTURES = frozenset({"postgres_server", "redis_server", "own_postgres", "own_redis"})
+SERVER_FIXTURES = frozenset({"postgres_server", "redis_server", "own_postgres", "own_redis", "redis_cluster"})
 _SERVER_BINARIES = frozenset(
     {"postgres", "postmaster", "initdb", "pg_ctl", "pg_basebackup"}
     | {f"{name}-{role}" for name in ("redis", "valkey") for role in ("server", "sentinel")}
