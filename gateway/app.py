@@ -51,11 +51,11 @@ from gateway.stats import GatewayStats
 from shared.context import request_context_middleware
 from shared.errors import error_middleware
 from shared.health import add_health_routes
-from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE
+from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE, RedisClient
 from shared.metrics import Metrics, metrics_middleware
 from shared.netaddr import client_address
 from shared.passwords import verify_password
-from shared.resources import RedisClient, make_redis, pg_context
+from shared.resources import make_redis, pg_context
 from shared.settings import SettingsError
 from shared.upstream import Upstream
 

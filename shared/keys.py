@@ -5,13 +5,18 @@ from __future__ import annotations
 import asyncpg
 import redis.asyncio as aioredis
 from aiohttp import web
+from redis.asyncio.cluster import RedisCluster
 
 from shared.metrics import Metrics
+
+# What every Redis user takes: a client of one server (or of the Sentinel-managed primary), or of a Redis Cluster.
+# Every key a script or MULTI touches shares one hash tag, so the same calls serve both.
+RedisClient = aioredis.Redis | RedisCluster
 
 METRICS = web.AppKey("metrics", Metrics)
 SERVICE = web.AppKey("service", str)
 INSTANCE_ID = web.AppKey("instance_id", str)
-REDIS = web.AppKey("redis", aioredis.Redis)
+REDIS: web.AppKey[RedisClient] = web.AppKey("redis")
 PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -22,12 +22,9 @@ from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
-from shared.keys import PG_POOL, REDIS
+from shared.keys import PG_POOL, REDIS, RedisClient
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
-# What every Redis user takes: a client of one server (or of the Sentinel-managed primary), or of a Redis Cluster.
-# Every key a script or MULTI touches shares one hash tag, so the same calls serve both.
-RedisClient = aioredis.Redis | RedisCluster
 
 
 SENTINEL_SCHEME = "redis+sentinel"
@@ -112,8 +109,10 @@ class _SentinelManagedRedis(aioredis.Redis):
             await self.owning_sentinel.aclose()
 
 
-def make_redis(url: str, **options: Any) -> aioredis.Redis:
+def make_redis(url: str, **options: Any) -> RedisClient:
     """A Redis client with short timeouts: a dead Redis must cost milliseconds, never hang a request.
+
+    A ``redis+cluster://`` URL gives a Redis Cluster client (:func:`make_redis_cluster`).
 
     With a ``redis+sentinel://`` URL the client asks the sentinels for the current primary and asks again
     whenever a connection to it fails, so every user of this client (cache, limiter, pub/sub, heartbeats)
@@ -130,6 +129,8 @@ def make_redis(url: str, **options: Any) -> aioredis.Redis:
         "retry": Retry(NoBackoff(), 1),
         "max_connections": 256,
     }
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        return make_redis_cluster(url, **options)
     defaults.update(options)
     if url.startswith(SENTINEL_SCHEME + "://"):
         target = parse_sentinel_url(url)

@@ -3,6 +3,11 @@
 Keys live under ``cache:`` only (``cache:res:{id}``, ``cache:list:{gen}:{query}``, ``cache:gen:resources``,
 ``cache:lock:{key}``), so an admin cache clear can never touch rate-limit (``rl:``) or auth (``auth:``) state.
 Fills go through ``put_versioned.lua`` (EVALSHA; redis-py reloads the script on NOSCRIPT).
+
+On a Redis Cluster every key is its own slot (the entries spread over the cluster), so a write cannot touch the
+entry and the list generation in one script: it stores the entry with ``put_versioned.lua``, then bumps the
+generation and announces the write with ``announce_write.lua``, in that order. PUBLISH reaches every node's
+subscribers, and SCAN/DEL of a cache clear run on every primary (redis-py's cluster client).
 """
 
 from __future__ import annotations
@@ -11,11 +16,12 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import TypeVar
 
-import redis.asyncio as aioredis
+from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
 from apiserver.cache.entry import Entry
 from shared.breaker import AsyncCircuitBreaker, BreakerOpen
+from shared.keys import RedisClient
 
 PREFIX = "cache:"
 GENERATION_KEY = "cache:gen:resources"
@@ -23,6 +29,7 @@ INVALIDATION_CHANNEL = "cache:invalidate"
 _SCRIPTS = resources.files("apiserver.cache")
 _PUT_VERSIONED = _SCRIPTS.joinpath("put_versioned.lua").read_text()
 _WRITE_THROUGH = _SCRIPTS.joinpath("write_through.lua").read_text()
+_ANNOUNCE_WRITE = _SCRIPTS.joinpath("announce_write.lua").read_text()
 T = TypeVar("T")
 
 
@@ -33,7 +40,7 @@ class L2Unavailable(Exception):
 class RedisCache:
     def __init__(
         self,
-        client: aioredis.Redis,
+        client: RedisClient,
         breaker: AsyncCircuitBreaker,
         on_command: Callable[[], None] | None = None,
     ) -> None:
@@ -41,6 +48,8 @@ class RedisCache:
         self.breaker = breaker
         self._put_script = client.register_script(_PUT_VERSIONED)
         self._write_through_script = client.register_script(_WRITE_THROUGH)
+        self._announce_script = client.register_script(_ANNOUNCE_WRITE)
+        self._cluster = isinstance(client, RedisCluster)
         self._on_command = on_command or (lambda: None)
 
     async def _run(self, operation: Callable[[], Awaitable[T]]) -> T:
@@ -76,9 +85,15 @@ class RedisCache:
     async def write_through(self, key: str, entry: Entry, ttl_seconds: float, message: bytes) -> int:
         """Store a committed version, bump the list generation and publish ``message`` (+ gen); one round trip."""
         ttl_ms = max(int(ttl_seconds * 1000), 1)
+        if self._cluster:
+            return int(await self._run(lambda: self._write_through_in_order(key, entry, ttl_ms, message)))
         keys = [PREFIX + key, GENERATION_KEY]
         args: list[bytes | str | int] = [entry.version, entry.encode(), ttl_ms, INVALIDATION_CHANNEL, message]
         return int(await self._run(lambda: self._write_through_script(keys=keys, args=args)))
+
+    async def _write_through_in_order(self, key: str, entry: Entry, ttl_ms: int, message: bytes) -> int:
+        await self._put_script(keys=[PREFIX + key], args=[entry.version, entry.encode(), ttl_ms])
+        return int(await self._announce_script(keys=[GENERATION_KEY], args=[INVALIDATION_CHANNEL, message]))
 
     async def try_lock(self, key: str, ttl_seconds: float) -> bool:
         """A short fill lock so one replica recomputes a hot key while the others wait for its L2 write."""

@@ -17,7 +17,7 @@ import orjson
 from redis.exceptions import RedisError
 
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
-from shared.resources import RedisClient
+from shared.keys import RedisClient
 
 INSTANCES_KEY = "stats:instances"
 INSTANCE_KEY_PREFIX = "stats:instance:"

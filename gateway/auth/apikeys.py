@@ -35,7 +35,7 @@ from redis.exceptions import RedisError
 
 from gateway.auth.principal import API_KEY, revocation_marker, user_limit_key
 from shared.identity import AccountRole, AccountTier
-from shared.resources import RedisClient
+from shared.keys import RedisClient
 
 KEY_PREFIX = "sak_"
 PREFIX_LENGTH = len(KEY_PREFIX) + 12

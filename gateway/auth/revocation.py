@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 
 from gateway.auth.principal import FAMILY, TOKEN, revocation_marker, user_limit_key
-from shared.resources import RedisClient
+from shared.keys import RedisClient
 
 
 async def revoke_access_tokens(

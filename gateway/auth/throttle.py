@@ -14,7 +14,7 @@ from collections.abc import Callable
 from cachetools import TTLCache
 from redis.exceptions import RedisError
 
-from shared.resources import RedisClient
+from shared.keys import RedisClient
 
 _PREFIX = "auth:login:"
 

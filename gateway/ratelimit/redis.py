@@ -21,7 +21,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from gateway.ratelimit.base import Decision, WindowConfig
 from gateway.ratelimit.pipeline import ClusterScript, ScriptPipeline
-from shared.resources import RedisClient
+from shared.keys import RedisClient
 
 KEY_PREFIX = "rl:"
 SCRIPT = (files("gateway.ratelimit") / "sliding_window.lua").read_text()
