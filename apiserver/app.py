@@ -25,11 +25,10 @@ from apiserver.resources import add_resource_routes
 from apiserver.settings import ApiServerSettings
 from apiserver.system import EXTERNAL_BREAKER, add_system_routes
 from shared.breaker import STATE_CODES, AsyncCircuitBreaker
-from shared.context import request_context_middleware
-from shared.errors import error_middleware
+from shared.context import request_middleware
 from shared.health import add_health_routes
 from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE
-from shared.metrics import Metrics, metrics_middleware
+from shared.metrics import Metrics
 from shared.resources import create_pg_pool, pg_context, redis_context
 
 REDIS_BREAKER = "redis-cache"
@@ -141,7 +140,7 @@ def create_app(
 ) -> web.Application:
     metrics = Metrics("apiserver")
     app = web.Application(
-        middlewares=[request_context_middleware(), metrics_middleware(metrics=metrics), error_middleware()],
+        middlewares=[request_middleware(metrics=metrics)],  # context, metrics and problems in one layer
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings

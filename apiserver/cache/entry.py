@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+
+def etag_for(version: int) -> str:
+    """The strong ETag of a resource version (the one place its format is defined)."""
+    return f'"{version}"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +21,11 @@ class Entry:
     version: int
     fresh_until: float
     payload: bytes
+    # The ETag this version is served with, made once per entry rather than once per hit.
+    etag: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "etag", etag_for(self.version))
 
     @property
     def absent(self) -> bool:

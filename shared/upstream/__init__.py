@@ -12,6 +12,7 @@ from shared.upstream.connection import UpstreamFailure
 from shared.upstream.pool import IDEMPOTENT_METHODS, Upstream, UpstreamResponse
 from shared.upstream.relay import (
     HOP_BY_HOP,
+    buffered_response,
     client_body,
     outgoing_headers,
     proxy_request,
@@ -25,6 +26,7 @@ __all__ = [
     "Upstream",
     "UpstreamFailure",
     "UpstreamResponse",
+    "buffered_response",
     "client_body",
     "outgoing_headers",
     "proxy_request",

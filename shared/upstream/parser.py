@@ -54,6 +54,7 @@ HEAD_LIMIT = 64 * 1024
 
 _VERSIONS = ("1.1", "1.0")
 _CR_LF = (b"\r", b"\n")
+_NO_TOKENS: frozenset[str] = frozenset()
 
 
 class ResponseError(ValueError):
@@ -65,7 +66,7 @@ class _Stop(Exception):
 
 
 class ResponseHead:
-    __slots__ = ("content_length", "headers", "keep_alive", "reason", "status")
+    __slots__ = ("connection_tokens", "content_length", "headers", "keep_alive", "reason", "status")
 
     def __init__(self, status: int, reason: str, headers: list[tuple[str, str]], keep_alive: bool) -> None:
         self.status = status
@@ -73,6 +74,8 @@ class ResponseHead:
         self.headers = headers
         self.keep_alive = keep_alive
         self.content_length: int | None = None
+        # The lower-case tokens of its Connection fields: names of more hop-by-hop fields (RFC 9110 §7.6.1).
+        self.connection_tokens: frozenset[str] = _NO_TOKENS
 
 
 class ResponseParser:
@@ -96,6 +99,7 @@ class ResponseParser:
         self._reason = ""
         self._length: int | None = None
         self._chunked = False
+        self._connection: list[bytes] = []
 
     def begin(self, expect_body: bool) -> None:
         """Start a new exchange; ``expect_body`` is false for a HEAD request."""
@@ -166,6 +170,7 @@ class ResponseParser:
         self._reason = ""
         self._length = None
         self._chunked = False
+        self._connection.clear()
 
     def on_status(self, reason: bytes) -> None:
         self._reason = reason.decode("utf-8", "surrogateescape")
@@ -175,6 +180,8 @@ class ResponseParser:
         size = len(name)
         if size == 14 or size == 17:
             self._framing_field(name, value)
+        elif size == 10 and name.lower() == b"connection":
+            self._connection.append(value)
         self._fields.append((name.decode(), value.decode("utf-8", "surrogateescape")))
 
     def on_headers_complete(self) -> None:
@@ -191,14 +198,21 @@ class ResponseParser:
         if self._seen > HEAD_LIMIT and _head_size(self._reason, headers) > HEAD_LIMIT:
             raise ResponseError("response head too large")
         if not self._expect_body:
-            self.head = ResponseHead(status, self._reason, headers, keep_alive(version, headers))
+            self.head = self._head(status, headers, keep_alive(version, headers))
             self.done = True
             raise _Stop  # llhttp would wait for the body a HEAD response does not have
-        head = ResponseHead(status, self._reason, headers, llhttp.should_keep_alive())
+        head = self._head(status, headers, llhttp.should_keep_alive())
         if status != 204 and status != 304:
             head.content_length = self._length
             self.until_close = self._length is None and not self._chunked
         self.head = head
+
+    def _head(self, status: int, headers: list[tuple[str, str]], alive: bool) -> ResponseHead:
+        head = ResponseHead(status, self._reason, headers, alive)
+        if self._connection:
+            values = b",".join(self._connection).decode("utf-8", "surrogateescape")
+            head.connection_tokens = frozenset(token.strip().lower() for token in values.split(","))
+        return head
 
     def on_body(self, body: bytes) -> None:
         self.chunks.append(body)

@@ -137,7 +137,12 @@ class Upstream:
         head = self._request_head(method, target, headers, body, chunked)
         retry_stale = stream is None and method in IDEMPOTENT_METHODS
         while True:
-            connection, reused = await self._acquire(wait)
+            # An idle connection is taken without entering the _acquire coroutine (the common case).
+            connection = None if self._closed else self._take_idle()
+            if connection is not None:
+                reused = True
+            else:
+                connection, reused = await self._acquire(wait)
             try:
                 connection.start(head, body, expect_body=method != "HEAD")
                 if stream is not None:
@@ -177,19 +182,26 @@ class Upstream:
         while True:
             if self._closed:
                 raise UpstreamFailure("connect", f"upstream {self.base_url} is closed", request_sent=False)
-            idle = self._idle
-            if idle:
-                now = time.monotonic()
-                while idle:
-                    connection = idle.pop()
-                    if connection.state == IDLE and now - connection.last_used < self.idle_timeout:
-                        return connection, True
-                    self._discard(connection)
+            connection = self._take_idle()
+            if connection is not None:
+                return connection, True
             if self._open < self.max_connections:
                 return await self._connect(), False
             if deadline is None:
                 deadline = asyncio.get_running_loop().time() + within
             await self._wait_for_slot(deadline)
+
+    def _take_idle(self) -> Http1Connection | None:
+        """The warmest idle connection still fit for reuse; the unfit ones met on the way are closed."""
+        idle = self._idle
+        if idle:
+            now = time.monotonic()
+            while idle:
+                connection = idle.pop()
+                if connection.state == IDLE and now - connection.last_used < self.idle_timeout:
+                    return connection
+                self._discard(connection)
+        return None
 
     async def _wait_for_slot(self, deadline: float) -> None:
         waiter = asyncio.get_running_loop().create_future()

@@ -18,11 +18,13 @@ A proxied request goes::
                                       which the handler returns as is (a second response is impossible).
 
 Callers that must inspect the status before committing (the balancer retries 502/503 elsewhere) use
-``Upstream.send`` and ``relay_response`` directly; ``proxy_request`` is the two in one.
+``Upstream.send`` and ``relay_response`` directly (or, for a response already ``complete``, the plain function
+``buffered_response``: no coroutine on the common path); ``proxy_request`` is the two in one.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable, Mapping
 
 from aiohttp import web
@@ -32,7 +34,15 @@ from shared.keys import REQUEST_ID, TRACEPARENT
 from shared.upstream.connection import UpstreamFailure
 from shared.upstream.pool import Upstream, UpstreamResponse
 
-__all__ = ["HOP_BY_HOP", "client_body", "outgoing_headers", "proxy_request", "relay_response", "request_target"]
+__all__ = [
+    "HOP_BY_HOP",
+    "buffered_response",
+    "client_body",
+    "outgoing_headers",
+    "proxy_request",
+    "relay_response",
+    "request_target",
+]
 
 HOP_BY_HOP: frozenset[str] = frozenset(
     {
@@ -51,32 +61,53 @@ HOP_BY_HOP: frozenset[str] = frozenset(
 _NOT_FORWARDED = HOP_BY_HOP | {"host", "expect"}
 
 
-def _excluded(connection: str | None, drop: Iterable[str]) -> frozenset[str]:
-    extra = {name.lower() for name in drop}
+@functools.lru_cache(maxsize=256)
+def _skipped(connection: str | None, drop: tuple[str, ...], has_id: bool, has_trace: bool) -> frozenset[str]:
+    """The lower-case names not copied upstream: hop-by-hop, Connection-named, ``drop``, and the ones
+    :func:`outgoing_headers` sets itself. Cached: a process passes the same ``drop`` on every request and clients
+    rarely send Connection at all."""
+    skipped = set(_NOT_FORWARDED) | {"x-forwarded-for"} | {name.lower() for name in drop}
     if connection:
-        extra.update(token.strip().lower() for token in connection.split(","))
-    return _NOT_FORWARDED | extra if extra else _NOT_FORWARDED
+        skipped.update(token.strip().lower() for token in connection.split(","))
+    if has_id:
+        skipped.add("x-request-id")
+    if has_trace:
+        skipped.add("traceparent")
+    return frozenset(skipped)
+
+
+_PLAIN_SKIPPED = {
+    (has_id, has_trace): _skipped(None, (), has_id, has_trace)
+    for has_id in (False, True)
+    for has_trace in (False, True)
+}
 
 
 def outgoing_headers(request: web.Request, *, forwarded_for: str, drop: Iterable[str] = ()) -> CIMultiDict[str]:
     """The headers to send upstream for ``request`` (see the module docstring)."""
     incoming = request.headers
-    excluded = _excluded(incoming.get("Connection"), drop)
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in incoming.items():
-        if name.lower() not in excluded:
-            headers.add(name, value)
-    headers["X-Forwarded-For"] = forwarded_for
-    if "X-Forwarded-Proto" not in headers:
-        headers["X-Forwarded-Proto"] = request.scheme
-    if "X-Forwarded-Host" not in headers and request.host:
-        headers["X-Forwarded-Host"] = request.host
     request_id = request.get(REQUEST_ID)
-    if request_id is not None:
-        headers["X-Request-ID"] = request_id
     traceparent = request.get(TRACEPARENT)
+    connection = incoming.get("Connection")
+    if connection is None and not drop:  # the balancer's every request: no cache key to hash
+        skipped = _PLAIN_SKIPPED[request_id is not None, traceparent is not None]
+    else:
+        drop = drop if isinstance(drop, tuple) else tuple(drop)
+        skipped = _skipped(connection, drop, request_id is not None, traceparent is not None)
+    # Copy everything, then delete the few names present: cheaper than lower-casing every name in Python.
+    headers: CIMultiDict[str] = CIMultiDict(incoming)
+    for name in skipped:
+        if name in headers:
+            del headers[name]
+    headers.add("X-Forwarded-For", forwarded_for)
+    if "X-Forwarded-Proto" not in headers:
+        headers.add("X-Forwarded-Proto", request.scheme)
+    if "X-Forwarded-Host" not in headers and request.host:
+        headers.add("X-Forwarded-Host", request.host)
+    if request_id is not None:
+        headers.add("X-Request-ID", request_id)
     if traceparent is not None:
-        headers["traceparent"] = traceparent
+        headers.add("traceparent", traceparent)
     return headers
 
 
@@ -96,18 +127,23 @@ def request_target(request: web.Request) -> str:
     return target if target.startswith("/") else request.rel_url.raw_path_qs
 
 
+@functools.lru_cache(maxsize=64)
+def _not_relayed(extra: tuple[str, ...]) -> frozenset[str]:
+    """Hop-by-hop names and the ones ``response_headers`` replaces, lower-case."""
+    return HOP_BY_HOP | {name.lower() for name in extra}
+
+
 def _client_headers(response: UpstreamResponse, extra: Mapping[str, str] | None) -> CIMultiDict[str]:
-    raw = response.head.headers
-    excluded = HOP_BY_HOP
-    for name, value in raw:
-        if name.lower() == "connection":
-            excluded = excluded | {token.strip().lower() for token in value.split(",")}
-    headers: CIMultiDict[str] = CIMultiDict()
-    for name, value in raw:
-        if name.lower() not in excluded:
-            headers.add(name, value)
+    head = response.head
+    headers: CIMultiDict[str] = CIMultiDict(head.headers)
+    # Delete the few names present rather than lower-case every name in Python.
+    for name in _not_relayed(tuple(extra)) if extra else HOP_BY_HOP:
+        if name in headers:
+            del headers[name]
+    for name in head.connection_tokens:  # names listed in Connection are hop-by-hop too (RFC 9110 §7.6.1)
+        headers.popall(name, None)
     if extra:
-        headers.update(extra)
+        headers.extend(extra)
     return headers
 
 
@@ -117,16 +153,23 @@ def _abort(request: web.Request) -> None:
         transport.close()
 
 
+def buffered_response(response: UpstreamResponse, *, response_headers: Mapping[str, str] | None = None) -> web.Response:
+    """The client response for an upstream response that is :attr:`~UpstreamResponse.complete` (the common case:
+    no coroutine needed); its connection goes back to the pool."""
+    headers = _client_headers(response, response_headers)
+    # Unprepared, so aiohttp sends head and body in one write (and middlewares may still add headers).
+    body = response.take_body()
+    response.release()
+    return web.Response(body=body, status=response.status, reason=response.reason or None, headers=headers)
+
+
 async def relay_response(
     request: web.Request, response: UpstreamResponse, *, response_headers: Mapping[str, str] | None = None
 ) -> web.StreamResponse:
     """Send ``response`` to the client (see the module docstring for the failure rules)."""
-    headers = _client_headers(response, response_headers)
     if response.complete:
-        # Unprepared, so aiohttp sends head and body in one write (and middlewares may still add headers).
-        body = response.take_body()
-        response.release()
-        return web.Response(body=body, status=response.status, reason=response.reason or None, headers=headers)
+        return buffered_response(response, response_headers=response_headers)
+    headers = _client_headers(response, response_headers)
     out = web.StreamResponse(status=response.status, reason=response.reason or None, headers=headers)
     try:
         await out.prepare(request)
