@@ -20,11 +20,10 @@ from balancer.picking import make_picker
 from balancer.pool import BackendPool, breaker_code
 from balancer.settings import BalancerSettings
 from balancer.siblings import Siblings
-from shared.context import request_context_middleware
-from shared.errors import error_middleware
+from shared.context import request_middleware
 from shared.health import add_health_routes
 from shared.keys import INSTANCE_ID, METRICS, SERVICE
-from shared.metrics import Metrics, metrics_middleware
+from shared.metrics import Metrics
 
 _log = structlog.get_logger("balancer")
 
@@ -80,7 +79,7 @@ def create_app(
     """The balancer; ``resolver`` (default: the OS resolver) serves the ``dns+`` entries of ``BALANCER_BACKENDS``."""
     metrics = Metrics("balancer")
     app = web.Application(
-        middlewares=[request_context_middleware(), metrics_middleware(metrics=metrics), error_middleware()],
+        middlewares=[request_middleware(metrics=metrics)],  # context, metrics and problems in one layer
         client_max_size=max(settings.retry_body_limit, 1024**2),
     )
     siblings = Siblings.of(settings.common)

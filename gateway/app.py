@@ -48,11 +48,10 @@ from gateway.ratelimit.middleware import rate_limit_middleware
 from gateway.ratelimit.redis import RedisRateLimiter
 from gateway.settings import GatewaySettings
 from gateway.stats import GatewayStats
-from shared.context import request_context_middleware
-from shared.errors import error_middleware
+from shared.context import request_middleware
 from shared.health import add_health_routes
 from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE, RedisClient
-from shared.metrics import Metrics, metrics_middleware
+from shared.metrics import Metrics
 from shared.netaddr import client_address
 from shared.passwords import verify_password
 from shared.resources import make_redis, pg_context
@@ -128,9 +127,7 @@ def middlewares(
     settings: GatewaySettings, app: web.Application, metrics: Metrics, stats: GatewayStats, tokens: AccessTokens
 ) -> list[Middleware]:
     return [
-        request_context_middleware(),
-        metrics_middleware(metrics=metrics),
-        error_middleware(),
+        request_middleware(metrics=metrics),  # request id, traceparent, metrics and problem+json in one layer
         edge_middleware(
             max_body=settings.max_body_bytes, max_in_flight=settings.max_in_flight, stats=stats, exempt=PROBES
         ),

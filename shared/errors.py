@@ -12,7 +12,6 @@ from collections.abc import Mapping
 import orjson
 import structlog
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
 
 from shared.keys import REQUEST_ID
 
@@ -124,14 +123,3 @@ def render_exception(request: web.Request, exc: Exception) -> web.StreamResponse
         return from_http_exception(request, exc)
     _log.exception("unhandled_error", path=request.path, method=request.method)
     return problem_response(request, 500, "Internal Server Error", "The server could not complete the request.")
-
-
-def error_middleware() -> Middleware:
-    @web.middleware
-    async def render_problems(request: web.Request, handler: Handler) -> web.StreamResponse:
-        try:
-            return await handler(request)
-        except Exception as exc:
-            return render_exception(request, exc)
-
-    return render_problems

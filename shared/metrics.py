@@ -17,10 +17,9 @@ Without the variable (one worker, and every test that builds apps in-process) no
 from __future__ import annotations
 
 import os
-import time
 
 from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from aiohttp.typedefs import Handler
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -105,24 +104,6 @@ def route_template(request: web.Request) -> str:
     if resource is None:
         return UNMATCHED_ROUTE
     return resource.canonical
-
-
-def metrics_middleware(*, metrics: Metrics) -> Middleware:
-    @web.middleware
-    async def record_request_metrics(request: web.Request, handler: Handler) -> web.StreamResponse:
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await handler(request)
-            status = response.status
-            return response
-        except web.HTTPException as exc:
-            status = exc.status
-            raise
-        finally:
-            metrics.observe_request(request.method, route_template(request), status, time.perf_counter() - started)
-
-    return record_request_metrics
 
 
 def metrics_handler(metrics: Metrics) -> Handler:

@@ -1,31 +1,25 @@
-"""The one-layer request middleware answers exactly as the three it stands for (context, metrics, problems)."""
+"""The request middleware every process puts first: request id and trace context, metrics, problem+json."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from shared.context import request_context_middleware, request_middleware
-from shared.errors import Problem, error_middleware
+from shared.context import request_middleware
+from shared.errors import Problem
 from shared.keys import REQUEST_ID, TRACEPARENT
-from shared.metrics import Metrics, metrics_middleware
+from shared.metrics import Metrics
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
 TRACE = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 
 
-def _app(merged: bool) -> tuple[web.Application, Metrics]:
+def _app() -> tuple[web.Application, Metrics]:
     metrics = Metrics("test")
-    middlewares = (
-        [request_middleware(metrics=metrics)]
-        if merged
-        else [request_context_middleware(), metrics_middleware(metrics=metrics), error_middleware()]
-    )
-    app = web.Application(middlewares=middlewares)
+    app = web.Application(middlewares=[request_middleware(metrics=metrics)])
 
     async def item(request: web.Request) -> web.Response:
         name = request.match_info["name"]
@@ -48,9 +42,8 @@ def _count(metrics: Metrics, route: str, status: str) -> float:
     return value or 0.0
 
 
-@pytest.mark.parametrize("merged", [False, True], ids=["three-layers", "one-layer"])
-async def test_same_answers_as_the_three_middlewares(aiohttp_client: ClientFactory, merged: bool) -> None:
-    app, metrics = _app(merged)
+async def test_ids_traces_problems_and_metrics_of_every_outcome(aiohttp_client: ClientFactory) -> None:
+    app, metrics = _app()
     client = await aiohttp_client(app)
 
     ok = await client.get("/items/ok", headers={"X-Request-ID": "abc-123", "traceparent": TRACE})
