@@ -41,20 +41,26 @@ class ClusterTarget:
     password: str | None
 
 
-def parse_cluster_url(url: str) -> ClusterTarget:
-    parsed = urlsplit(url)
-    _, _, hosts = parsed.netloc.rpartition("@")
-    seeds = []
+def _addresses(netloc: str, what: str) -> tuple[tuple[str, int], ...]:
+    """The ``host:port[,host:port...]`` list of a Sentinel or Cluster URL (after any ``user:password@``)."""
+    _, _, hosts = netloc.rpartition("@")
+    addresses = []
     for item in hosts.split(","):
         host, _, port = item.strip().rpartition(":")
         if not host or not port.isdigit():
-            raise ValueError(f"REDIS_URL: cluster node {item!r} must be host:port")
-        seeds.append((host.strip("[]"), int(port)))
+            raise ValueError(f"REDIS_URL: {what} {item!r} must be host:port")
+        addresses.append((host.strip("[]"), int(port)))
+    return tuple(addresses)
+
+
+def parse_cluster_url(url: str) -> ClusterTarget:
+    parsed = urlsplit(url)
+    seeds = _addresses(parsed.netloc, "cluster node")
     if parsed.path.strip("/") not in ("", "0"):
         raise ValueError("REDIS_URL: a Redis Cluster has only database 0")
     username = unquote(parsed.username) if parsed.username else None
     password = unquote(parsed.password) if parsed.password else None
-    return ClusterTarget(tuple(seeds), username, password)
+    return ClusterTarget(seeds, username, password)
 
 
 def make_redis_cluster(url: str, **options: Any) -> RedisCluster:
@@ -84,18 +90,12 @@ class SentinelTarget:
 
 def parse_sentinel_url(url: str) -> SentinelTarget:
     parsed = urlsplit(url)
-    _, _, hosts = parsed.netloc.rpartition("@")
-    sentinels = []
-    for item in hosts.split(","):
-        host, _, port = item.strip().rpartition(":")
-        if not host or not port.isdigit():
-            raise ValueError(f"REDIS_URL: sentinel address {item!r} must be host:port")
-        sentinels.append((host.strip("[]"), int(port)))
+    sentinels = _addresses(parsed.netloc, "sentinel address")
     parts = [part for part in parsed.path.split("/") if part]
     if not parts or len(parts) > 2 or (len(parts) == 2 and not parts[1].isdigit()):
         raise ValueError("REDIS_URL: a sentinel URL ends in /<service name>[/<db number>]")
     password = unquote(parsed.password) if parsed.password else None
-    return SentinelTarget(tuple(sentinels), parts[0], int(parts[1]) if len(parts) == 2 else 0, password)
+    return SentinelTarget(sentinels, parts[0], int(parts[1]) if len(parts) == 2 else 0, password)
 
 
 class _SentinelManagedRedis(aioredis.Redis):

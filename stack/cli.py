@@ -44,16 +44,6 @@ def _seed(args: argparse.Namespace) -> None:
     print(f"users created: {result.users_created}, resources created: {result.resources_created}")
 
 
-def _workers(value: str) -> str:
-    from shared.settings import parse_workers
-
-    try:
-        parse_workers(value)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return value
-
-
 def _up(args: argparse.Namespace) -> None:
     from stack.supervisor import StackOptions, run_stack
 
@@ -103,6 +93,8 @@ def _bench(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from shared.runner import workers_option  # here, so `scalable-api gateway` execs without importing aiohttp
+
     parser = argparse.ArgumentParser(prog="scalable-api", description=__doc__.splitlines()[0] if __doc__ else None)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in PROCESSES.items():
@@ -128,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--redis-port", type=int, default=63790, help="embedded Redis port (default 63790)")
     up.add_argument(
         "--workers",
-        type=_workers,
+        type=workers_option,
         default="1",
         metavar="N|auto",
         help="worker processes per gateway, balancer and apiserver (default 1; auto: one per core)",
