@@ -84,5 +84,9 @@ async def forward(request: web.Request) -> web.StreamResponse:
 
 
 def add_proxy_routes(app: web.Application) -> None:
+    """Every proxied GET route answers HEAD too (forwarded as HEAD: the upstream sends GET's headers, no body)."""
     for method, path in PROXIED_ROUTES:
-        app.router.add_route(method, path, forward)
+        if method == "GET":
+            app.router.add_get(path, forward, allow_head=True)
+        else:
+            app.router.add_route(method, path, forward)

@@ -1,0 +1,85 @@
+"""HEAD works on every GET route, through every hop: GET's status and headers, no body; conditional HEAD is 304."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from database.seed import seed
+from tests.support.polling import wait_until
+from tests.support.stack import Stack, start_stack
+
+pytestmark = pytest.mark.e2e
+
+SAME_HEADERS = ("Content-Length", "ETag", "Content-Type", "Cache-Control")
+
+
+@pytest.fixture
+async def stack(tmp_path: Path, database_url: str, redis_url: str) -> AsyncIterator[Stack]:
+    await seed(database_url, resources=5)
+    running = start_stack(tmp_path, database_url, redis_url, apiservers=1)
+    try:
+
+        async def routable() -> bool:
+            status, _ = _fields((await _raw(running.gateway, "GET", "/api/v1/status"))[0])
+            return status == 200
+
+        await wait_until(routable, within=15)
+        yield running
+    finally:
+        running.stop()
+
+
+async def _raw(url: str, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[str, bytes]:
+    """One request on a fresh socket, read to the end: the exact head and whatever bytes follow it."""
+    host, port = url.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", "Connection: close"]
+    lines += [f"{name}: {value}" for name, value in (headers or {}).items()]
+    writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+    raw = await reader.read(-1)
+    writer.close()
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return head.decode(), body
+
+
+def _fields(head: str) -> tuple[int, dict[str, str]]:
+    status_line, *lines = head.split("\r\n")
+    fields = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        fields[name.strip().title()] = value.strip()
+    return int(status_line.split()[1]), fields
+
+
+async def test_head_on_every_hop_mirrors_get_without_a_body(stack: Stack) -> None:
+    hops = {"gateway": stack.gateway, "balancer": stack.balancer.url, "apiserver": stack.apiservers[0].url}
+    for hop, url in hops.items():
+        for path in ("/api/v1/resources/1", "/api/v1/resources?limit=2", "/api/v1/status"):
+            get_head, get_body = await _raw(url, "GET", path)
+            head_head, head_body = await _raw(url, "HEAD", path)
+            get_status, get_fields = _fields(get_head)
+            head_status, head_fields = _fields(head_head)
+            assert (hop, path, get_status) == (hop, path, 200)
+            assert (hop, path, head_status) == (hop, path, get_status)
+            assert head_body == b"", (hop, path)
+            assert get_body, (hop, path)
+            assert "Etag" in head_fields or path != "/api/v1/resources/1"
+            for name in SAME_HEADERS:
+                if name == "Content-Length" and path == "/api/v1/status":
+                    continue  # the uptime in the body changes between the two requests
+                assert head_fields.get(name) == get_fields.get(name), (hop, path, name)
+            if hop == "gateway":
+                assert "X-Ratelimit-Remaining" in head_fields
+                assert "X-Request-Id" in head_fields
+
+
+async def test_conditional_head_is_304_through_the_chain(stack: Stack) -> None:
+    head, _ = await _raw(stack.gateway, "GET", "/api/v1/resources/1")
+    etag = _fields(head)[1]["Etag"]
+    conditional, body = await _raw(stack.gateway, "HEAD", "/api/v1/resources/1", {"If-None-Match": etag})
+    assert _fields(conditional)[0] == 304
+    assert body == b""
