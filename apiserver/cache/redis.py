@@ -4,6 +4,18 @@ Keys live under ``cache:`` only (``cache:res:{id}``, ``cache:list:{gen}:{query}`
 ``cache:lock:{key}``), so an admin cache clear can never touch rate-limit (``rl:``) or auth (``auth:``) state.
 Fills go through ``put_versioned.lua`` (EVALSHA; redis-py reloads the script on NOSCRIPT).
 
+The fill lock belongs to one acquisition::
+
+    try_lock: token = 16 random bytes (hex); SET cache:lock:{key} token NX PX ttl ── taken ─► None (a loser)
+      │ set
+    token handed to the caller, who alone may release it:
+    unlock(key, token): unlock.lua ── GET == token ─► DEL (released)
+                                   └─ otherwise ───► nothing (expired, or another owner took it over)
+
+A replica that lost the lock has no token, so it cannot release the winner's lock; an owner that outlived its
+TTL finds someone else's token there and leaves that lock alone. Both are single-key scripts, so they run
+unchanged on a Redis Cluster.
+
 On a Redis Cluster every key is its own slot (the entries spread over the cluster), so a write cannot touch the
 entry and the list generation in one script: it stores the entry with ``put_versioned.lua``, then bumps the
 generation and announces the write with ``announce_write.lua``, in that order. PUBLISH reaches every node's
@@ -12,6 +24,7 @@ subscribers, and SCAN/DEL of a cache clear run on every primary (redis-py's clus
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from importlib import resources
 from typing import TypeVar
@@ -24,12 +37,14 @@ from shared.breaker import AsyncCircuitBreaker, BreakerOpen
 from shared.keys import RedisClient
 
 PREFIX = "cache:"
+LOCK_PREFIX = PREFIX + "lock:"
 GENERATION_KEY = "cache:gen:resources"
 INVALIDATION_CHANNEL = "cache:invalidate"
 _SCRIPTS = resources.files("apiserver.cache")
 _PUT_VERSIONED = _SCRIPTS.joinpath("put_versioned.lua").read_text()
 _WRITE_THROUGH = _SCRIPTS.joinpath("write_through.lua").read_text()
 _ANNOUNCE_WRITE = _SCRIPTS.joinpath("announce_write.lua").read_text()
+_UNLOCK = _SCRIPTS.joinpath("unlock.lua").read_text()
 T = TypeVar("T")
 
 
@@ -49,6 +64,7 @@ class RedisCache:
         self._put_script = client.register_script(_PUT_VERSIONED)
         self._write_through_script = client.register_script(_WRITE_THROUGH)
         self._announce_script = client.register_script(_ANNOUNCE_WRITE)
+        self._unlock_script = client.register_script(_UNLOCK)
         self._cluster = isinstance(client, RedisCluster)
         self._on_command = on_command or (lambda: None)
 
@@ -95,13 +111,20 @@ class RedisCache:
         await self._put_script(keys=[PREFIX + key], args=[entry.version, entry.encode(), ttl_ms])
         return int(await self._announce_script(keys=[GENERATION_KEY], args=[INVALIDATION_CHANNEL, message]))
 
-    async def try_lock(self, key: str, ttl_seconds: float) -> bool:
-        """A short fill lock so one replica recomputes a hot key while the others wait for its L2 write."""
-        ttl_ms = max(int(ttl_seconds * 1000), 1)
-        return bool(await self._run(lambda: self.client.set(f"{PREFIX}lock:{key}", b"1", nx=True, px=ttl_ms)))
+    async def try_lock(self, key: str, ttl_seconds: float) -> str | None:
+        """A short fill lock so one replica recomputes a hot key while the others wait for its L2 write.
 
-    async def unlock(self, key: str) -> None:
-        await self._run(lambda: self.client.delete(f"{PREFIX}lock:{key}"))
+        Returns the owner token to hand to :meth:`unlock`, or None when another acquisition holds the lock.
+        """
+        ttl_ms = max(int(ttl_seconds * 1000), 1)
+        token = secrets.token_hex(16)
+        taken = await self._run(lambda: self.client.set(LOCK_PREFIX + key, token, nx=True, px=ttl_ms))
+        return token if taken else None
+
+    async def unlock(self, key: str, token: str) -> bool:
+        """Release the fill lock if ``token`` still owns it (compare-and-delete); True when it was released."""
+        released = await self._run(lambda: self._unlock_script(keys=[LOCK_PREFIX + key], args=[token]))
+        return bool(released)
 
     async def generation(self) -> int:
         raw = await self._run(lambda: self.client.get(GENERATION_KEY))

@@ -8,11 +8,18 @@ Read path (``get``)::
       │ no
     L2 fresh? ── yes ─► store in L1, serve
       │ no
-    take cache:lock:{key} (SET NX PX) ── lost ─► poll L2 briefly for the winner's fill, serve it if it lands
-      │ won (or L2 down)
+    take cache:lock:{key} (SET token NX PX) ── lost ─► poll L2 briefly for the winner's fill, serve it if it lands
+      │ won (or L2 down)                               │ it did not land in time
+      │◄───────────────────────────────────────────────┘ (load without the lock)
     PostgreSQL ── down ─► serve the stale L1/L2 entry if any (stale-if-error), else DatabaseUnavailable
       │ ok
     put_versioned.lua into L2 (older versions never overwrite newer), store in L1, serve
+      │ whatever the outcome
+    only if we won: unlock.lua with our token (compare-and-delete)
+
+The lock is released only by the acquisition that took it: a loser that gave up waiting and loaded by itself
+must not delete the winner's lock (that reopened the stampede), and a winner whose lock expired mid-load must
+not delete its successor's. A winner whose load fails releases too, so the next request need not wait out the TTL.
 
 Write path (``write_through``), after the PostgreSQL commit: evict our L1 entry, then in one pipelined round
 trip put the committed version (or a deletion tombstone carrying version + 1) into L2, bump the list
@@ -140,6 +147,7 @@ class TwoLevelCache:
     async def _fill(self, key: str, loader: Loader) -> Lookup:
         epoch = self._fill_token()
         stale = self.l1.get(key) if self.subscription.connected else None
+        lock: str | None = None  # our owner token while we hold cache:lock:{key}
         l2_up = True
         try:
             cached = await self.l2.get(key)
@@ -149,14 +157,20 @@ class TwoLevelCache:
                 return Lookup(cached, "l2")
             self.stats.miss("l2")
             stale = _newer(stale, cached)
-            if not await self.l2.try_lock(key, self.config.lock_ttl):
+            lock = await self.l2.try_lock(key, self.config.lock_ttl)
+            if lock is None:
                 landed = await self._await_peer_fill(key)
                 if landed is not None:
                     self._store_l1(key, landed, epoch)
                     return Lookup(landed, "l2")
         except L2Unavailable:
             l2_up = False
-        return await self._load(key, loader, stale, epoch, l2_up=l2_up)
+        try:
+            return await self._load(key, loader, stale, epoch, l2_up=l2_up)
+        finally:
+            if lock is not None:
+                with suppress(L2Unavailable):
+                    await self.l2.unlock(key, lock)
 
     async def _await_peer_fill(self, key: str) -> Entry | None:
         deadline = self._clock() + self.config.lock_wait
@@ -182,7 +196,6 @@ class TwoLevelCache:
         if l2_up:
             with suppress(L2Unavailable):
                 await self.l2.put(key, entry, self.config.stale_ttl)
-                await self.l2.unlock(key)
         self._store_l1(key, entry, epoch)
         return Lookup(entry, "db")
 

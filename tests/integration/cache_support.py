@@ -46,3 +46,23 @@ async def cache_instance(
 
 async def holds(value: bool) -> bool:
     return value
+
+
+class GatedLoader:
+    """A loader that counts its calls and waits until the test lets it finish, so the test decides what happens
+    while a fill is in flight (a write lands, a peer misses the same key) without sleeping for it."""
+
+    def __init__(self, version: int, payload: bytes, *, released: bool = False) -> None:
+        self.calls = 0
+        self.entered = asyncio.Event()
+        self.release = asyncio.Event()
+        if released:
+            self.release.set()
+        self.version = version
+        self.payload = payload
+
+    async def __call__(self) -> tuple[int, bytes]:
+        self.calls += 1
+        self.entered.set()
+        await self.release.wait()
+        return self.version, self.payload

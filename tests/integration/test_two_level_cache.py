@@ -1,5 +1,5 @@
-"""The two-level cache against a real Redis: single-flight, cross-process fill lock, versioned fills,
-pub/sub coherence between instances, and behaviour with Redis or the database gone."""
+"""The two-level cache against a real Redis: single-flight, versioned fills, pub/sub coherence between
+instances, and behaviour with Redis or the database gone (the cross-process fill lock: test_cache_fill_lock.py)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import redis.asyncio as aioredis
 from apiserver.cache.entry import Entry, SourceUnavailable
 from apiserver.cache.two_level import CacheConfig
 from stack.services.redis import EmbeddedRedis
-from tests.integration.cache_support import cache_instance, holds
+from tests.integration.cache_support import GatedLoader, cache_instance, holds
 from tests.support.clock import ManualClock
 from tests.support.polling import wait_until
 
@@ -42,14 +42,6 @@ async def test_concurrent_misses_cost_one_load_per_process(redis_url: str) -> No
         assert loader.calls == 1
         assert {result.entry.payload for result in results} == {b'{"id":1}'}
         assert (await cache.get("res:1", loader)).source == "l1"
-
-
-async def test_concurrent_misses_across_processes_are_protected_by_the_fill_lock(redis_url: str) -> None:
-    async with cache_instance(redis_url, "a") as first, cache_instance(redis_url, "b") as second:
-        loader = CountingLoader(delay=0.02)
-        results = await asyncio.gather(first.get("res:9", loader), second.get("res:9", loader))
-        assert loader.calls == 1
-        assert sorted(result.source for result in results) == ["db", "l2"]
 
 
 async def test_an_older_version_never_overwrites_a_newer_one_in_redis(redis_url: str) -> None:
@@ -149,21 +141,6 @@ async def test_clear_leaves_other_namespaces(redis_url: str) -> None:
             await wait_until(lambda: holds(len(peer.l1) == 0), within=1)
     finally:
         await raw.aclose()
-
-
-class GatedLoader:
-    """A loader that waits until the test lets it finish, so a write can land while the fill is in flight."""
-
-    def __init__(self, version: int, payload: bytes) -> None:
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-        self.version = version
-        self.payload = payload
-
-    async def __call__(self) -> tuple[int, bytes]:
-        self.entered.set()
-        await self.release.wait()
-        return self.version, self.payload
 
 
 async def test_a_write_to_another_key_does_not_discard_a_fill_in_flight(redis_url: str) -> None:
