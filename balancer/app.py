@@ -89,6 +89,7 @@ def create_app(
         path=settings.health_path,
         interval=settings.health_interval,
         timeout=settings.health_timeout,
+        startup_grace=settings.startup_grace,
         clock=clock,
         rng=rng,
         on_change=balancer.on_rotation_change,
@@ -121,7 +122,8 @@ def create_app(
     async def check_backends() -> None:
         if balancer.stopping:
             raise NotReady("shutting down")
-        if not any(backend.in_rotation() for backend in balancer.pool.backends):
+        # Serving means a check passed: an optimistically routable backend nobody has checked yet does not count.
+        if not any(backend.in_rotation() and backend.health.passed for backend in balancer.pool.backends):
             raise NotReady("no backend in rotation")
 
     app.cleanup_ctx.append(backend_pools)  # first in, last out: pools close after the health loops stop

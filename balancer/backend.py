@@ -18,8 +18,11 @@ _EWMA_ALPHA = 0.1
 class HealthState:
     """Active health: ``rise`` consecutive passing checks bring a backend up, ``fall`` failing ones take it down.
 
-    Until the first check the backend is optimistically up (traffic flows from the first second); the first
-    check's verdict is taken at once, so a backend that is down at start is never sent traffic for long.
+    Until the first check the backend is optimistically up (traffic flows from the first second), but it does
+    not count as serving (``passed``) for the balancer's readiness; the first check's verdict is taken at once.
+    As in HAProxy, ``rise`` applies only to a backend that was *seen down*: one that passes its first check, or
+    its first after failing only while it was still starting (``starting=True``: inside the start-up grace period
+    and never passed), is in rotation at once.
     """
 
     def __init__(self, *, rise: int, fall: int) -> None:
@@ -27,13 +30,16 @@ class HealthState:
         self.fall = fall
         self.up = True
         self.checked = False
+        self.passed = False  # a check has passed at least once: the backend has served
+        self.seen_down = False  # failed a check outside its start-up grace: coming back needs ``rise`` passes
         self.passes = 0
         self.fails = 0
         self.last_check: float | None = None
         self.last_error: str | None = None
 
-    def record(self, ok: bool, now: float, error: str | None = None) -> bool:
-        """Count one check; True when it changed ``up``."""
+    def record(self, ok: bool, now: float, error: str | None = None, *, starting: bool = False) -> bool:
+        """Count one check; True when it changed ``up``. ``starting``: the backend is inside its start-up grace
+        and has never passed, so a failure takes it out of rotation without marking it seen down."""
         first = not self.checked
         self.checked = True
         self.last_check = now
@@ -41,14 +47,16 @@ class HealthState:
             self.passes += 1
             self.fails = 0
             self.last_error = None
-            if not self.up and self.passes >= self.rise:
+            self.passed = True
+            if not self.up and (self.passes >= self.rise or not self.seen_down):
                 self.up = True
                 return True
             return False
         self.fails += 1
         self.passes = 0
         self.last_error = error
-        if self.up and (first or self.fails >= self.fall):
+        self.seen_down = self.seen_down or not starting
+        if self.up and (first or starting or self.fails >= self.fall):
             self.up = False
             return True
         return False

@@ -1,6 +1,11 @@
 """Active health checks: one loop per backend, ``GET <health path>`` every interval (jittered ±10 %).
 
-Verdicts feed :class:`~balancer.backend.HealthState` (rise/fall). Health checks do not drive the circuit
+Verdicts feed :class:`~balancer.backend.HealthState` (rise/fall). A backend that has never passed a check is
+*starting* for ``startup_grace`` seconds after it joined the pool (the apiservers of a stack start alongside the
+balancer): its failed checks are retried every ``STARTING_RETRY`` seconds and logged at debug only, and its first
+passing check puts it in rotation at once. ``backend_up`` is logged at info, ``backend_down`` as a warning.
+
+Health checks do not drive the circuit
 breaker, which judges real traffic; but when a backend that was *down* comes back up (``rise`` passing checks
 in a row: a restarted process, a recovered host) its breaker's history is about a process that no longer
 exists, so it is reset. That is what puts a killed-and-restarted backend back into rotation within two health
@@ -26,6 +31,7 @@ from shared.upstream import UpstreamFailure
 HealthListener = Callable[[Backend], None]
 _HEADERS = {"User-Agent": "scalable-api-balancer/health", "Accept": "application/json"}
 _log = structlog.get_logger("balancer.health")
+STARTING_RETRY = 0.1  # seconds between checks of a backend that is still starting
 
 
 class HealthChecker:
@@ -36,6 +42,7 @@ class HealthChecker:
         path: str,
         interval: float,
         timeout: float,
+        startup_grace: float = 0.0,
         clock: Clock = time.monotonic,
         rng: random.Random | None = None,
         on_change: HealthListener | None = None,
@@ -44,7 +51,9 @@ class HealthChecker:
         self._path = path
         self._interval = interval
         self._timeout = timeout
+        self._startup_grace = startup_grace
         self._clock = clock
+        self._joined: dict[str, float] = {}
         self._rng = rng or random.Random()
         self._on_change = on_change
         self._tasks: dict[str, asyncio.Task[None]] = {}
@@ -68,16 +77,24 @@ class HealthChecker:
             return f"status {response.status}"
         return None
 
+    def starting(self, backend: Backend) -> bool:
+        """Never passed a check and joined the pool less than ``startup_grace`` seconds ago."""
+        joined = self._joined.get(backend.id)
+        return not backend.health.passed and joined is not None and self._clock() - joined < self._startup_grace
+
     async def check_once(self, backend: Backend) -> None:
         error = await self.probe(backend)
-        changed = backend.health.record(error is None, self._clock(), error)
+        starting = error is not None and self.starting(backend)
+        changed = backend.health.record(error is None, self._clock(), error, starting=starting)
+        if starting:
+            _log.debug("backend_starting", backend=backend.id, error=error)
         if not changed:
             return
         if backend.health.up:
-            _log.warning("backend_up", backend=backend.id)
+            _log.info("backend_up", backend=backend.id)
             if backend.breaker.state != CLOSED:
                 backend.breaker.reset()
-        else:
+        elif not starting:
             _log.warning("backend_down", backend=backend.id, error=error)
         if self._on_change is not None:
             self._on_change(backend)
@@ -88,10 +105,14 @@ class HealthChecker:
                 await self.check_once(backend)
             except Exception:  # a bug in one check must not stop checking this backend
                 _log.exception("health_check_error", backend=backend.id)
-            await asyncio.sleep(self._interval * self._rng.uniform(0.9, 1.1))
+            if self.starting(backend):
+                await asyncio.sleep(STARTING_RETRY)
+            else:
+                await asyncio.sleep(self._interval * self._rng.uniform(0.9, 1.1))
 
     def start(self, backend: Backend) -> None:
         if backend.id not in self._tasks:
+            self._joined.setdefault(backend.id, self._clock())
             self._tasks[backend.id] = asyncio.get_running_loop().create_task(self._run(backend))
 
     async def stop(self, backend_id: str) -> None:

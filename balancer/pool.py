@@ -59,6 +59,7 @@ class BackendPool:
             raise ValueError(f"backend {spec.id} is already in the pool")
         backend = self._build(spec)
         backend.health.up = healthy
+        backend.health.seen_down = not healthy  # a newcomer earns rotation with ``rise`` passes
         self.backends = (*self.backends, backend)
         for listener in self._listeners:
             listener(backend, True)

@@ -109,6 +109,7 @@ class BalancerSettings:
     health_timeout: float
     health_rise: int
     health_fall: int
+    startup_grace: float
     breaker_failures: int
     breaker_reset: float
     breaker_max_reset: float
@@ -140,6 +141,7 @@ class BalancerSettings:
             health_timeout=env.number("BALANCER_HEALTH_TIMEOUT", min(1.0, interval), minimum=0.01, maximum=60),
             health_rise=env.integer("BALANCER_HEALTH_RISE", 2, minimum=1, maximum=100),
             health_fall=env.integer("BALANCER_HEALTH_FALL", 3, minimum=1, maximum=100),
+            startup_grace=env.number("BALANCER_STARTUP_GRACE", 30.0, minimum=0.0, maximum=3600),
             breaker_failures=env.integer("BALANCER_BREAKER_FAILURES", 5, minimum=1, maximum=1000),
             breaker_reset=env.number("BALANCER_BREAKER_RESET", 5.0, minimum=0.01, maximum=3600),
             breaker_max_reset=env.number("BALANCER_BREAKER_MAX_RESET", 60.0, minimum=0.01, maximum=86400),

@@ -109,6 +109,27 @@ def test_first_failed_check_takes_a_backend_down_at_once() -> None:
     assert not is_up(health)
 
 
+def test_a_backend_failing_only_while_starting_is_in_rotation_at_its_first_pass() -> None:
+    health = HealthState(rise=2, fall=3)
+    assert not health.passed
+    assert health.record(False, 1.0, "connect", starting=True)  # not listening yet: out of rotation, quietly
+    assert not health.record(False, 1.1, "connect", starting=True)
+    assert health.record(True, 1.2)  # no ``rise`` wait: it was never seen down
+    assert (is_up(health), health.passed) == (True, True)
+
+
+def test_a_backend_seen_down_needs_rise_passes_again() -> None:
+    health = HealthState(rise=2, fall=3)
+    assert health.record(False, 1.0, "connect")  # failed outside its start-up grace
+    assert not health.record(True, 2.0)
+    assert health.record(True, 3.0)
+    for now in (4.0, 5.0, 6.0):
+        health.record(False, now, "timeout")
+    assert not is_up(health)
+    assert not health.record(True, 7.0)  # rise applies again
+    assert health.record(True, 8.0)
+
+
 TRUSTED = [ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("::1/128")]
 
 
