@@ -11,6 +11,7 @@ restarts the apiservers one by one behind the balancer without failing a request
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -91,6 +92,38 @@ def wait_healthy(children: list[Child], timeout: float = READY_TIMEOUT) -> None:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{child.name} did not become healthy on port {child.port}")
             time.sleep(0.1)
+
+
+def _get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback http:// URLs
+        return json.loads(response.read())
+
+
+def wait_serving(children: list[Child], timeout: float = READY_TIMEOUT) -> None:
+    """Return once a request through the gateway has reached every apiserver started; else name the ones that
+    were never reached. The balancer's own view is polled first (free), so the requests through the gateway,
+    which count against the caller's anonymous rate limit, are few: one or two per apiserver."""
+    apiservers = {child.name for child in children if child.name.startswith("apiserver")}
+    balancer = next(child for child in children if child.name == "balancer")
+    gateway = next(child for child in children if child.name == "gateway")
+    deadline = time.monotonic() + timeout
+    reached: set[str] = set()
+    while time.monotonic() < deadline:
+        try:
+            status = _get_json(f"http://127.0.0.1:{balancer.port}/lb/status")
+            backends = status.get("backends", []) if isinstance(status, dict) else []
+            if sum(1 for backend in backends if backend.get("in_rotation")) >= len(apiservers):
+                for _ in range(2 * len(apiservers)):
+                    answer = _get_json(f"http://127.0.0.1:{gateway.port}/api/v1/status")
+                    instance = str(answer.get("instanceId", "")) if isinstance(answer, dict) else ""
+                    reached.update(name for name in apiservers if instance == name or instance.startswith(name + "-w"))
+                    if reached == apiservers:
+                        return
+        except (urllib.error.URLError, OSError, ValueError):
+            pass
+        time.sleep(0.1)
+    missing = ", ".join(sorted(apiservers - reached))
+    raise RuntimeError(f"not serving through the gateway after {timeout:g} s: {missing}")
 
 
 def start_data_services(options: StackOptions, stack: ExitStack) -> tuple[str, str]:
@@ -196,6 +229,7 @@ def run_stack(options: StackOptions) -> int:
             for child in children:
                 child.start()
             wait_healthy(children)
+            wait_serving(children)
             for child in children:
                 _say(f"{child.name:<16} http://127.0.0.1:{child.port}")
             _say("ready. Ctrl-C stops everything; SIGHUP (scalable-api restart-apiservers) rolls the apiservers.")

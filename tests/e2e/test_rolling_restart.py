@@ -64,10 +64,15 @@ class Stack:
     data_dir: Path
     apiserver_ports: list[int]
     balancer_port: int
+    gateway_port: int
 
     @property
     def balancer_url(self) -> str:
         return f"http://127.0.0.1:{self.balancer_port}"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"http://127.0.0.1:{self.gateway_port}"
 
     def output(self) -> str:
         return self.up.output(tail=None)
@@ -98,7 +103,7 @@ class Stack:
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[Stack]:
     first = consecutive_free_ports(APISERVERS)
-    balancer_port = free_port()
+    balancer_port, gateway_port = free_port(), free_port()
     data_dir = tmp_path / "data"
     env = suite_env(
         DATABASE_URL=database_url,
@@ -110,12 +115,12 @@ def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[Stack]:
     )
     args = [
         *("--apiservers", str(APISERVERS), "--apiserver-port", str(first)),
-        *("--balancer-port", str(balancer_port), "--gateway-port", str(free_port())),
+        *("--balancer-port", str(balancer_port), "--gateway-port", str(gateway_port)),
         *("--data-dir", str(data_dir), "--resources", "20"),
     ]
     up = ChildProcess("stack.cli", ["up", *args], env, tmp_path / "up.log")
     up.spawn()
-    running = Stack(up, data_dir, [first + index for index in range(APISERVERS)], balancer_port)
+    running = Stack(up, data_dir, [first + index for index in range(APISERVERS)], balancer_port, gateway_port)
     try:
         yield running
     finally:
@@ -216,3 +221,23 @@ async def test_rolling_restart_of_every_apiserver_under_load_fails_no_request(st
     assert sorted(after) == stack.apiserver_ports, after
     assert all(after[port] != before[port] for port in stack.apiserver_ports), (before, after)
     assert stack.output().count(" restarted (pid ") == APISERVERS
+
+
+async def test_ready_means_every_apiserver_serves_from_the_first_request(stack: Stack) -> None:
+    """The moment ``up`` prints "ready.", the first request through the gateway is a 200, sequential requests through
+    the balancer reach every apiserver, and start-up logged no backend as down."""
+
+    async def said_ready() -> bool:
+        assert stack.up.running(), stack.up.output()
+        return "ready." in stack.output()
+
+    await wait_until(said_ready, within=60, interval=0.02)
+    async with aiohttp.ClientSession() as session:
+        async with session.get(stack.gateway_url + "/api/v1/resources/1") as first:
+            assert first.status == 200, await first.text()
+        served = []
+        for _ in range(APISERVERS):
+            async with session.get(stack.balancer_url + "/api/v1/status") as response:
+                served.append((await response.json())["instanceId"])
+    assert sorted(served) == sorted(f"apiserver-{port}" for port in stack.apiserver_ports)
+    assert "backend_down" not in stack.output()
