@@ -30,6 +30,8 @@ def text_field(body: dict[str, Any], name: str, *, max_length: int) -> str:
         raise invalid(name, "is required and must be a non-empty string")
     if len(value) > max_length:
         raise invalid(name, f"must be at most {max_length} characters")
+    if "\x00" in value:  # PostgreSQL text cannot hold NUL: refuse it here, never as a 500 from the database
+        raise invalid(name, "must not contain NUL characters")
     return value
 
 

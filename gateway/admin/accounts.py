@@ -37,12 +37,13 @@ async def update_user(request: web.Request) -> web.Response:
     unknown = sorted(set(body) - {"role", "tier", "disabled"})
     if unknown:
         raise invalid(unknown[0], "is not a field you can change")
+    # A field that is present must hold a value: null is not "leave unchanged" (the document says so too).
     role, tier, disabled = body.get("role"), body.get("tier"), body.get("disabled")
-    if role is not None and not one_of(role, ACCOUNT_ROLES):
+    if "role" in body and not one_of(role, ACCOUNT_ROLES):
         raise invalid("role", f"must be one of {', '.join(sorted(ACCOUNT_ROLES))}")
-    if tier is not None and not one_of(tier, ACCOUNT_TIERS):
+    if "tier" in body and not one_of(tier, ACCOUNT_TIERS):
         raise invalid("tier", f"must be one of {', '.join(sorted(ACCOUNT_TIERS))}")
-    if disabled is not None and not isinstance(disabled, bool):
+    if "disabled" in body and not isinstance(disabled, bool):
         raise invalid("disabled", "must be true or false")
     user = await request.app[USERS].update(user_id, role=role, tier=tier, disabled=disabled)
     if user is None:
