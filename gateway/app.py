@@ -9,6 +9,8 @@ Request path, outermost first::
       ─► gateway handlers (auth, keys, admin, docs) | proxy allow-list ─► balancer
 
 ``/health``, ``/ready`` and ``/metrics`` skip authentication and rate limiting: probes must never be refused.
+The dashboard's static files (``/dashboard/...``) skip the API's rate limits and guard themselves (see
+``gateway.dashboard``); its API calls are limited like any other.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from gateway.auth.throttle import LoginThrottle
 from gateway.auth.token_cache import VerifiedTokenCache
 from gateway.auth.tokens import AccessTokens
 from gateway.auth.users import UserRepository
-from gateway.dashboard import add_dashboard_routes
+from gateway.dashboard import RATE_LIMIT_EXEMPT_PATHS, RATE_LIMIT_EXEMPT_PREFIXES, add_dashboard_routes
 from gateway.edge import edge_middleware
 from gateway.keys import ADMIN, API_KEYS, LIMITER, REFRESH, SETTINGS, STATS, THROTTLE, TOKENS, UPSTREAM, USERS
 from gateway.openapi import add_openapi_route
@@ -137,7 +139,13 @@ def middlewares(
             trusted_proxies=settings.common.trusted_proxies,
             exempt=PROBES,
         ),
-        rate_limit_middleware(limiter=app[LIMITER], tiers=settings.rate_limits.limits, stats=stats, exempt=PROBES),
+        rate_limit_middleware(
+            limiter=app[LIMITER],
+            tiers=settings.rate_limits.limits,
+            stats=stats,
+            exempt=PROBES | RATE_LIMIT_EXEMPT_PATHS,
+            exempt_prefixes=RATE_LIMIT_EXEMPT_PREFIXES,
+        ),
     ]
 
 

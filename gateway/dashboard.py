@@ -13,18 +13,43 @@ Every answer carries a strict Content-Security-Policy: the bundle loads only its
 talks only to this origin (the admin API), so an injected string cannot run or send anything anywhere.
 The dashboard itself is public static code; every piece of data it shows comes from the admin API, which
 checks the admin's bearer token on each call.
+
+Rate limits: the files are not the API, so the API's tiered limits skip them (``RATE_LIMIT_EXEMPT_PATHS`` and
+``RATE_LIMIT_EXEMPT_PREFIXES``, wired in ``gateway.app``): no Redis call, and an address that spent its
+anonymous API budget (often an incident's traffic behind one NAT) still gets the console. The dashboard's own
+API calls (``/api/v1/admin/*``, sign-in) stay limited as before. What guards the files instead::
+
+    GET /dashboard/...  ─► the address guard: an in-process LocalRateLimiter (the API's sliding window, no
+                           I/O), GUARD_LIMIT requests per GUARD_WINDOW per client address
+                           ─► over it: 429 problem with Retry-After; otherwise the file
+
+Why a guard at all: each answer opens and sends a file, so a flood from one address could still cost the
+workers real CPU and file-system work. Why this much: a cold load is index.html plus a few hashed assets
+(cached for a year after), a reload is one revalidation; 300 per 10 s (30/s sustained) is hundreds of reloads
+for everyone behind one address, so only a script hammering the files hits it. The count is per worker process
+(N workers admit up to N times as much) and forgets idle addresses (``LocalRateLimiter``'s bounded memory).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from aiohttp import web
 
-from gateway.keys import SETTINGS
+from gateway.keys import PRINCIPAL, SETTINGS
+from gateway.ratelimit.base import WindowConfig
+from gateway.ratelimit.local import LocalRateLimiter
 from shared.errors import Problem
 
 PREFIX = "/dashboard"
+# What the API's rate limits skip: the redirect and every path under the prefix (the edge already refused any
+# non-canonical path, so nothing reaches another route through these).
+RATE_LIMIT_EXEMPT_PATHS = frozenset({PREFIX})
+RATE_LIMIT_EXEMPT_PREFIXES = (PREFIX + "/",)
+GUARD_LIMIT = 300
+GUARD_WINDOW = WindowConfig(window=10.0, buckets=10)
+GUARD_MAX_ADDRESSES = 10_000
 INDEX = "index.html"
 ASSETS = "assets/"
 CONTENT_SECURITY_POLICY = "; ".join(
@@ -102,6 +127,29 @@ async def redirect_to_dashboard(request: web.Request) -> web.Response:
     return web.Response(status=308, headers={"Location": PREFIX + "/"})
 
 
-def add_dashboard_routes(app: web.Application) -> None:
-    app.router.add_get(PREFIX, redirect_to_dashboard)
-    app.router.add_get(PREFIX + "/{tail:.*}", serve_dashboard)
+DashboardHandler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def guarded(handler: DashboardHandler, guard: LocalRateLimiter) -> DashboardHandler:
+    """``handler`` behind the per-address guard (see the module docstring)."""
+
+    async def guard_then_serve(request: web.Request) -> web.StreamResponse:
+        decision = await guard.hit(request[PRINCIPAL].client_address, GUARD_LIMIT)
+        if not decision.allowed:
+            raise Problem(
+                429,
+                "Too Many Requests",
+                f"At most {GUARD_LIMIT} dashboard requests per {GUARD_WINDOW.window:g} s from one address.",
+                type_="dashboard-rate-limited",
+                headers={"Retry-After": str(decision.retry_after_seconds), "Cache-Control": "no-store"},
+            )
+        return await handler(request)
+
+    return guard_then_serve
+
+
+def add_dashboard_routes(app: web.Application, *, guard: LocalRateLimiter | None = None) -> None:
+    """``guard`` defaults to a fresh in-process limiter; tests pass one with a driven clock."""
+    address_guard = guard or LocalRateLimiter(GUARD_WINDOW, max_keys=GUARD_MAX_ADDRESSES)
+    app.router.add_get(PREFIX, guarded(redirect_to_dashboard, address_guard))
+    app.router.add_get(PREFIX + "/{tail:.*}", guarded(serve_dashboard, address_guard))

@@ -215,7 +215,10 @@ PATHS: Schema = {
             "summary": "Redirect to the admin dashboard",
             "tags": ["dashboard"],
             "security": [],
-            "responses": {"308": {"description": "Location: /dashboard/"}},
+            "responses": {
+                "308": {"description": "Location: /dashboard/"},
+                "429": {"description": "Far too many dashboard requests from this address (Retry-After says when)"},
+            },
         }
     },
     "/dashboard/{tail}": {
@@ -247,6 +250,7 @@ PATHS: Schema = {
                     "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
                 },
                 "404": {"description": "No such dashboard file"},
+                "429": {"description": "Far too many dashboard requests from this address (Retry-After says when)"},
                 "503": {"description": "The dashboard is not built (the detail says how to build it)"},
             },
         }

@@ -6,6 +6,10 @@ draft's structured fields ``RateLimit-Policy: "<tier>";q=<limit>;w=<window>`` an
 The same call tells whether the caller's access token or key was revoked (401), at no extra round trip.
 Proxied responses are already sent when the handler returns, so the headers travel in ``RATE_HEADERS``
 for the proxy to add.
+
+What is not the API skips the limiter entirely: ``exempt`` names exact paths (the probes), ``exempt_prefixes``
+whole subtrees (the dashboard's static files, which guard themselves). Both are built once; the hot path pays
+one set lookup and one ``str.startswith`` over a short tuple.
 """
 
 from __future__ import annotations
@@ -51,12 +55,14 @@ def rate_limit_middleware(
     tiers: Mapping[Tier, int],
     stats: GatewayStats,
     exempt: Collection[str] = (),
+    exempt_prefixes: tuple[str, ...] = (),
 ) -> Middleware:
     window = limiter.config.window
 
     @web.middleware
     async def enforce_rate_limit(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in exempt:
+        path = request.path
+        if path in exempt or path.startswith(exempt_prefixes):
             return await handler(request)
         principal = request[PRINCIPAL]
         tier = principal.identity.tier
