@@ -2,7 +2,10 @@
 
 Comparing two random backends instead of scanning all of them avoids the herd that least-connections causes
 when many balancers share one stale view, while still steering away from a slow backend (its in-flight count
-grows). Ties (sequential traffic: nothing in flight anywhere) go to the lower stride pass, never to the first.
+grows). When the two sampled carry the same load (sequential traffic: nothing in flight anywhere), the pick is the
+lowest stride pass among *every* candidate carrying that load, not just the two: sequential requests then go round
+every backend in turn from the first one, where comparing only the sampled pair would repeat one now and then.
+The scan happens only on a tie and never picks a more loaded backend than the pair would have.
 """
 
 from __future__ import annotations
@@ -26,7 +29,11 @@ class PowerOfTwoChoices:
         else:
             first, second = self._sample_two(candidates)
             key = self._stride.key
-            chosen = first if (load(first), key(first)) <= (load(second), key(second)) else second
+            level = load(first)
+            if level == load(second):
+                chosen = min((c for c in candidates if load(c) == level), key=key)
+            else:
+                chosen = first if level < load(second) else second
         self._stride.charge(chosen)
         return chosen
 

@@ -52,6 +52,15 @@ def test_load_aware_pickers_avoid_the_busy_backend(picker: Picker) -> None:
     assert "a" not in spread(picker, nodes, 100)
 
 
+@pytest.mark.parametrize("seed", range(5))
+def test_p2c_sends_sequential_requests_round_every_backend_from_the_first(seed: int) -> None:
+    nodes = [Node("a"), Node("b"), Node("c")]
+    picker = PowerOfTwoChoices(rng=random.Random(seed))
+    picks = [picker.pick(nodes).id for _ in range(12)]
+    for start in range(0, 12, 3):
+        assert sorted(picks[start : start + 3]) == ["a", "b", "c"], picks
+
+
 def test_round_robin_rotates() -> None:
     nodes = [Node("a"), Node("b"), Node("c")]
     picker = RoundRobin()
