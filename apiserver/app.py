@@ -18,6 +18,7 @@ from apiserver.cache.stats import CacheStats
 from apiserver.cache.two_level import CacheConfig, TwoLevelCache
 from apiserver.external import FlakyDependency
 from apiserver.heartbeat import run_heartbeat
+from apiserver.idempotency import idempotency_sweeper
 from apiserver.keys import BREAKERS, CACHE, EXTERNAL, REPOSITORY, SETTINGS, STARTED_AT
 from apiserver.replicas import ReadRouter, Replica
 from apiserver.repository import ResourceRepository
@@ -155,6 +156,7 @@ def create_app(
     app.cleanup_ctx.append(redis_context(settings.redis_url))
     app.cleanup_ctx.append(pg_context(settings.database_url, max_size=settings.pg_pool_size))
     app.cleanup_ctx.append(_cache_context(settings, metrics))
+    app.cleanup_ctx.append(idempotency_sweeper(lambda app: app[PG_POOL], settings.idempotency_ttl))
 
     async def check_postgres() -> None:
         await app[REPOSITORY].ping()

@@ -7,7 +7,7 @@ answer 503); constraint violations are the caller's fault and become 4xx in the 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from typing import Any, TypeVar
 
 import asyncpg
@@ -16,6 +16,7 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from apiserver.cache.entry import SourceUnavailable
+from apiserver.idempotency import IdempotencyGuard
 from apiserver.replicas import ReadRouter, parse_lsn
 from shared.breaker import BreakerOpen
 
@@ -170,17 +171,29 @@ class ResourceRepository:
         records: list[asyncpg.Record] = await self._read(lambda connection: connection.fetch(sql, *args))
         return list(records)
 
-    async def create(self, fields: dict[str, Any], owner_id: int) -> tuple[asyncpg.Record, int]:
+    async def create(
+        self, fields: dict[str, Any], owner_id: int, *, guard: IdempotencyGuard[asyncpg.Record] | None = None
+    ) -> tuple[asyncpg.Record, int]:
+        """Insert; with a guard, the key is claimed before and stored after, in the INSERT's transaction."""
         async with self._connection() as connection:
-            record: asyncpg.Record | None = await connection.fetchrow(
-                f"INSERT INTO resources (name, type, data, owner_id) VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",  # noqa: S608
-                fields["name"],
-                fields["type"],
-                fields.get("data", {}),
-                owner_id,
+            # A lone INSERT needs no explicit transaction (two round trips saved); a keyed one does.
+            transaction: AbstractAsyncContextManager[Any] = (
+                connection.transaction() if guard is not None else nullcontext()
             )
+            async with transaction:
+                if guard is not None:
+                    await guard.claim(connection)
+                record: asyncpg.Record | None = await connection.fetchrow(
+                    f"INSERT INTO resources (name, type, data, owner_id) VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",  # noqa: S608
+                    fields["name"],
+                    fields["type"],
+                    fields.get("data", {}),
+                    owner_id,
+                )
+                assert record is not None  # INSERT ... RETURNING always returns the row
+                if guard is not None:
+                    await guard.store(connection, record)
             lsn = await self._wal_position(connection)
-        assert record is not None  # INSERT ... RETURNING always returns the row
         return record, lsn
 
     async def update(
@@ -191,13 +204,16 @@ class ResourceRepository:
         actor: int,
         admin: bool,
         expected_version: int | None,
+        guard: IdempotencyGuard[asyncpg.Record] | None = None,
     ) -> tuple[asyncpg.Record, int]:
         """Apply ``fields`` atomically; returns the row and the WAL position.
 
-        Raises NotFound, Forbidden or VersionConflict.
+        Raises NotFound, Forbidden or VersionConflict (and, with a guard, what its claim raises).
         """
         async with self._connection() as connection:
             async with connection.transaction():
+                if guard is not None:
+                    await guard.claim(connection)
                 await self._check_target(connection, resource_id, actor, admin, expected_version)
                 assignments = [f"{name} = ${index}" for index, name in enumerate(fields, start=2)]
                 sql = (
@@ -205,18 +221,30 @@ class ResourceRepository:
                     f"WHERE id = $1 RETURNING {_COLUMNS}"
                 )
                 record: asyncpg.Record | None = await connection.fetchrow(sql, resource_id, *fields.values())
+                assert record is not None  # the row is locked by _check_target
+                if guard is not None:
+                    await guard.store(connection, record)
             lsn = await self._wal_position(connection)
-        assert record is not None  # the row is locked by _check_target
         return record, lsn
 
     async def delete(
-        self, resource_id: int, *, actor: int, admin: bool, expected_version: int | None
+        self,
+        resource_id: int,
+        *,
+        actor: int,
+        admin: bool,
+        expected_version: int | None,
+        guard: IdempotencyGuard[int] | None = None,
     ) -> tuple[int, int]:
         """Delete; returns the deleted version and the WAL position. Raises NotFound, Forbidden or VersionConflict."""
         async with self._connection() as connection:
             async with connection.transaction():
+                if guard is not None:
+                    await guard.claim(connection)
                 version = await self._check_target(connection, resource_id, actor, admin, expected_version)
                 await connection.execute("DELETE FROM resources WHERE id = $1", resource_id)
+                if guard is not None:
+                    await guard.store(connection, version)
             lsn = await self._wal_position(connection)
         return version, lsn
 

@@ -4,17 +4,22 @@ Reads serve the cached JSON bytes as they are (an L1 hit touches neither Redis n
 commit to PostgreSQL first and then call ``write_through`` so every replica forgets the old value.
 ``ETag`` is the resource version: ``If-None-Match`` gives 304, ``If-Match`` makes updates conditional (412 on a
 stale version), so concurrent writers never silently overwrite each other.
+Writes sent with ``Idempotency-Key`` run through :mod:`apiserver.idempotency`: a repeat answers the stored response.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
+import asyncpg
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from apiserver.cache.two_level import Lookup
 from apiserver.http import (
+    GZIP_MIN_BYTES,
+    JSON,
     etag_for,
     expected_version,
     identity_of,
@@ -22,6 +27,7 @@ from apiserver.http import (
     none_match,
     unavailable,
 )
+from apiserver.idempotency import IdempotencyGuard, Replayed, StoredResponse, guard_for
 from apiserver.keys import CACHE, REPOSITORY, SETTINGS
 from apiserver.repository import (
     DatabaseUnavailable,
@@ -110,18 +116,53 @@ async def _announce(request: web.Request, resource_id: int, version: int, payloa
     await cache.write_through(f"res:{resource_id}", cache.entry_for_write(version, payload), lsn=lsn)
 
 
+T = TypeVar("T")
+
+
+def _guard(
+    request: web.Request, owner_id: int, body: dict[str, Any] | None, render: Callable[[T], StoredResponse]
+) -> IdempotencyGuard[T] | None:
+    return guard_for(request, owner_id, body=body, ttl=request.app[SETTINGS].idempotency_ttl, render=render)
+
+
+def _send(request: web.Request, stored: StoredResponse, *, replayed: bool = False) -> web.StreamResponse:
+    response = stored.to_response(replayed=replayed)
+    if len(stored.body) >= GZIP_MIN_BYTES and "gzip" in request.headers.get(hdrs.ACCEPT_ENCODING, ""):
+        response.enable_compression(web.ContentCoding.gzip)
+    return response
+
+
+def _created(record: asyncpg.Record) -> StoredResponse:
+    headers = (
+        (hdrs.CONTENT_TYPE, JSON),
+        (hdrs.ETAG, etag_for(record["version"])),
+        (hdrs.LOCATION, f"/api/v1/resources/{record['id']}"),
+    )
+    return StoredResponse(201, headers, to_json(record))
+
+
+def _updated(record: asyncpg.Record) -> StoredResponse:
+    return StoredResponse(200, ((hdrs.CONTENT_TYPE, JSON), (hdrs.ETAG, etag_for(record["version"]))), to_json(record))
+
+
+def _deleted(version: int) -> StoredResponse:
+    return StoredResponse(204)
+
+
 async def create_resource(request: web.Request) -> web.StreamResponse:
     identity = require_user(identity_of(request))
     fields = await _read_body(request, partial=False)
     assert identity.user_id is not None  # require_user guarantees it
+    guard = _guard(request, identity.user_id, fields, _created)
     try:
-        record, lsn = await request.app[REPOSITORY].create(fields, identity.user_id)
+        record, lsn = await request.app[REPOSITORY].create(fields, identity.user_id, guard=guard)
     except DatabaseUnavailable:
         raise unavailable("The database is unavailable; nothing was written.") from None
-    payload = to_json(record)
-    await _announce(request, record["id"], record["version"], payload, lsn)
-    headers = {"ETag": etag_for(record["version"]), "Location": f"/api/v1/resources/{record['id']}"}
-    return json_response(request, payload, status=201, headers=headers)
+    except Replayed as replay:
+        return _send(request, replay.response, replayed=True)
+    stored = _created(record)
+    await _announce(request, record["id"], record["version"], stored.body, lsn)
+    return _send(request, stored)
 
 
 async def _update(request: web.Request, *, partial: bool) -> web.StreamResponse:
@@ -131,6 +172,7 @@ async def _update(request: web.Request, *, partial: bool) -> web.StreamResponse:
     if not partial:
         fields.setdefault("data", {})
     assert identity.user_id is not None
+    guard = _guard(request, identity.user_id, fields, _updated)
     try:
         record, lsn = await request.app[REPOSITORY].update(
             resource_id,
@@ -138,18 +180,21 @@ async def _update(request: web.Request, *, partial: bool) -> web.StreamResponse:
             actor=identity.user_id,
             admin=identity.is_admin,
             expected_version=expected_version(request),
+            guard=guard,
         )
     except DatabaseUnavailable:
         raise unavailable("The database is unavailable; nothing was written.") from None
+    except Replayed as replay:
+        return _send(request, replay.response, replayed=True)
     except NotFound:
         raise _not_found(resource_id) from None
     except Forbidden:
         raise Problem(403, "Forbidden", "Only the owner or an admin may change this resource.") from None
     except VersionConflict as conflict:
         raise _stale_version(conflict) from None
-    payload = to_json(record)
-    await _announce(request, resource_id, record["version"], payload, lsn)
-    return json_response(request, payload, headers={"ETag": etag_for(record["version"])})
+    stored = _updated(record)
+    await _announce(request, resource_id, record["version"], stored.body, lsn)
+    return _send(request, stored)
 
 
 def _stale_version(conflict: VersionConflict) -> Problem:
@@ -174,15 +219,19 @@ async def delete_resource(request: web.Request) -> web.StreamResponse:
     identity = require_user(identity_of(request))
     resource_id = parse_id(request.match_info["id"])
     assert identity.user_id is not None
+    guard = _guard(request, identity.user_id, None, _deleted)
     try:
         version, lsn = await request.app[REPOSITORY].delete(
             resource_id,
             actor=identity.user_id,
             admin=identity.is_admin,
             expected_version=expected_version(request),
+            guard=guard,
         )
     except DatabaseUnavailable:
         raise unavailable("The database is unavailable; nothing was deleted.") from None
+    except Replayed as replay:
+        return _send(request, replay.response, replayed=True)
     except NotFound:
         raise _not_found(resource_id) from None
     except Forbidden:
@@ -190,7 +239,7 @@ async def delete_resource(request: web.Request) -> web.StreamResponse:
     except VersionConflict as conflict:
         raise _stale_version(conflict) from None
     await _announce(request, resource_id, version + 1, b"", lsn)
-    return web.Response(status=204)
+    return _send(request, _deleted(version))
 
 
 def add_resource_routes(app: web.Application) -> None:

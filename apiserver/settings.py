@@ -28,6 +28,8 @@ class ApiServerSettings:
     external_breaker_reset: float
     heartbeat_interval: float
     max_body_bytes: int
+    # Seconds an Idempotency-Key's stored response is kept (and a repeat replayed): 24 h, as Stripe.
+    idempotency_ttl: float
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, port: int | None = None) -> ApiServerSettings:
@@ -53,4 +55,5 @@ class ApiServerSettings:
             external_breaker_reset=env.number("EXTERNAL_BREAKER_RESET", 10.0, minimum=0.01),
             heartbeat_interval=env.number("HEARTBEAT_INTERVAL", 2.0, minimum=0.1),
             max_body_bytes=env.integer("MAX_BODY_BYTES", 256 * 1024, minimum=1024),
+            idempotency_ttl=env.number("IDEMPOTENCY_TTL", 86_400.0, minimum=1.0, maximum=30 * 86_400.0),
         )

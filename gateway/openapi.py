@@ -68,6 +68,29 @@ _ANY: Schema = {"type": "object"}
 # Path parameters as the edge accepts them (it refuses encoded slashes, backslashes and dots with a 400).
 _TOKEN: Schema = {"type": "string", "pattern": "^[A-Za-z0-9_:@-][A-Za-z0-9._:@-]{0,199}$"}
 _PATH_PARAMS: dict[str, Schema] = {"id": {"type": "string", "pattern": "^[1-9][0-9]{0,17}$"}}
+# Resource writes accept an Idempotency-Key (apiserver/idempotency.py): 1-255 printable ASCII characters.
+# Defined once under components.parameters and named in each write's description, not listed in its
+# `parameters`: a fuzzer would reuse one generated key across different requests and get the documented 422.
+_IDEMPOTENT_WRITE = (
+    "Send `Idempotency-Key` (components.parameters.IdempotencyKey) to make this write safe to retry for 24 h: "
+    "the same key with the same request answers the stored response with `Idempotent-Replayed: true` and writes "
+    "nothing; the same key with another request is 422; while the first is still in flight, 409."
+)
+_IDEMPOTENCY_KEY: Schema = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes the write safe to retry for 24 h: the same key with the same request answers the stored response "
+        "(with Idempotent-Replayed: true) without writing again; keys are scoped per caller."
+    ),
+    "schema": {"type": "string", "pattern": "^[!-~]([ -~]{0,253}[!-~])?$"},
+}
+_IDEMPOTENCY_ERRORS = {
+    "400": "Bad request (also: an Idempotency-Key that is not 1-255 printable ASCII characters)",
+    "409": "Conflict (also: a request with the same Idempotency-Key is still in flight; retry later)",
+    "422": "Invalid body or fields (also: the Idempotency-Key was already used with another request)",
+}
 
 
 def _json(schema: Schema, description: str = "OK") -> Schema:
@@ -83,8 +106,16 @@ def _op(
     body: Schema | None = None,
     auth: str = "user",
     params: tuple[str, ...] = (),
+    idempotent: bool = False,
 ) -> Schema:
     responses: Schema = {ok: _json(response or _ANY) if ok != "204" else {"description": "No content"}}
+    if idempotent:
+        responses[ok]["headers"] = {
+            "Idempotent-Replayed": {
+                "description": "`true` when this is the stored response to an earlier request with the same key",
+                "schema": {"type": "string", "enum": ["true"]},
+            }
+        }
     errors = {
         "400": "Bad request",
         "404": "Not found",
@@ -101,6 +132,8 @@ def _op(
         errors.setdefault("403", "Not allowed (e.g. key management with an API key)")
     if auth == "admin":
         errors["403"] = "Not an admin"
+    if idempotent:
+        errors |= _IDEMPOTENCY_ERRORS
     for status, text in errors.items():
         responses[status] = {
             "description": text,
@@ -115,6 +148,8 @@ def _op(
         operation["parameters"] = [
             {"name": name, "in": "path", "required": True, "schema": _PATH_PARAMS.get(name, _TOKEN)} for name in params
         ]
+    if idempotent:
+        operation["description"] = _IDEMPOTENT_WRITE
     return operation
 
 
@@ -152,13 +187,13 @@ PATHS: Schema = {
     "/api/v1/keys/{id}": {"delete": _op("Revoke an API key", "keys", ok="204", params=("id",))},
     "/api/v1/resources": {
         "get": _op("List resources (keyset pagination)", "resources", auth="none"),
-        "post": _op("Create a resource", "resources", ok="201", body=_RESOURCE_CREATE),
+        "post": _op("Create a resource", "resources", ok="201", body=_RESOURCE_CREATE, idempotent=True),
     },
     "/api/v1/resources/{id}": {
         "get": _op("Read a resource", "resources", auth="none", params=("id",)),
-        "put": _op("Replace a resource", "resources", body=_RESOURCE_CREATE, params=("id",)),
-        "patch": _op("Update a resource", "resources", body=_RESOURCE_PATCH, params=("id",)),
-        "delete": _op("Delete a resource", "resources", ok="204", params=("id",)),
+        "put": _op("Replace a resource", "resources", body=_RESOURCE_CREATE, params=("id",), idempotent=True),
+        "patch": _op("Update a resource", "resources", body=_RESOURCE_PATCH, params=("id",), idempotent=True),
+        "delete": _op("Delete a resource", "resources", ok="204", params=("id",), idempotent=True),
     },
     "/api/v1/status": {"get": _op("The instance that served this request", "system", auth="none")},
     "/api/v1/external": {"get": _op("A flaky dependency behind a circuit breaker", "system", auth="none")},
@@ -273,6 +308,7 @@ DOCUMENT: Schema = {
             "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
         },
         "schemas": {"Problem": _PROBLEM, "User": _USER},
+        "parameters": {"IdempotencyKey": _IDEMPOTENCY_KEY},
     },
     "paths": PATHS,
 }

@@ -3,7 +3,8 @@
 Every run has a request budget and a deadline, so a wedged system fails a scenario instead of hanging it.
 :class:`MixedLoad` builds the usual mix through the gateway (reads by id, list pages, status, idempotent PUTs
 carrying an ``Idempotency-Key``, and plain POSTs, the only non-idempotent request) and remembers every write
-that was acknowledged, so a scenario can look for it in PostgreSQL afterwards.
+that was acknowledged, so a scenario can look for it in PostgreSQL afterwards. With ``keyed_posts`` the POSTs
+carry a key too: :meth:`MixedLoad.confirm` then resends every unconfirmed one with its key until it is answered.
 """
 
 from __future__ import annotations
@@ -147,6 +148,9 @@ class MixedLoad:
     acknowledged: dict[str, int] = field(default_factory=dict)
     refused: list[tuple[str, int, bytes]] = field(default_factory=list)
     tag: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    # POSTs with an Idempotency-Key: safe to replay, so retried by the balancer and by confirm().
+    keyed_posts: bool = False
+    unconfirmed: dict[str, Call] = field(default_factory=dict)
 
     def pick(self, number: int) -> Call:
         slot = number % 20
@@ -163,7 +167,13 @@ class MixedLoad:
             body = {"name": f"put {number}", "type": "load", "data": {"n": number}}
             return Call("put", "PUT", f"{self.base}/api/v1/resources/{own}", headers, body)
         body = {"name": f"load {self.tag} {number}", "type": "load"}
-        return Call("post", "POST", f"{self.base}/api/v1/resources", dict(self.auth), body, idempotent=False)
+        url = f"{self.base}/api/v1/resources"
+        headers = dict(self.auth)
+        if self.keyed_posts:
+            headers["Idempotency-Key"] = f"{self.tag}-post-{number}"
+        # Even keyed, a POST stays out of failed(idempotent_only=True): the balancer's retry budget may refuse its
+        # replay during a fault; its guarantee is that confirm() gets it answered and it is never written twice.
+        return Call("post", "POST", url, headers, body, idempotent=False)
 
     def observe(self, call: Call, status: int, body: bytes) -> None:
         if call.method != "POST":
@@ -171,8 +181,28 @@ class MixedLoad:
         name = str(call.json["name"])
         if status == 201:
             self.acknowledged[name] = int(orjson.loads(body)["id"])
+            self.unconfirmed.pop(name, None)
         else:
             self.refused.append((name, status, body))
+            if self.keyed_posts:
+                self.unconfirmed[name] = call
+
+    async def confirm(self, http: aiohttp.ClientSession, *, within: float = 15.0) -> dict[str, int]:
+        """Resend each unconfirmed keyed POST with its own key until it is answered 201 (a replay when the first
+        attempt had committed); returns the statuses of those still unconfirmed at the deadline."""
+        last: dict[str, int] = {}
+
+        async def all_confirmed() -> bool:
+            for name, call in list(self.unconfirmed.items()):
+                sample, body = await send(http, call)
+                last[name] = sample.status
+                if sample.status == 201:
+                    self.acknowledged[name] = int(orjson.loads(body)["id"])
+                    del self.unconfirmed[name]
+            return not self.unconfirmed
+
+        await poll_until(all_confirmed, within=within, interval=0.2)
+        return {name: last.get(name, 0) for name in self.unconfirmed}
 
 
 def failed(samples: Sequence[Sample], *, idempotent_only: bool = False) -> list[Sample]:

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 
 import aiohttp
+import asyncpg
 import pytest
 
 from tests.resilience.conftest import prepare
@@ -36,10 +37,26 @@ def cluster(postgres_server: Server, redis_server: Server) -> Iterator[Stack]:
             running.stop()
 
 
-async def test_kill_9_an_apiserver_fails_no_idempotent_request(cluster: Stack, http: aiohttp.ClientSession) -> None:
+async def _duplicated(database_url: str, tag: str) -> dict[str, int]:
+    """Names of the load's POSTs that exist more than once in PostgreSQL, with their row counts."""
+    connection = await asyncpg.connect(database_url)
+    try:
+        rows = await connection.fetch(
+            "SELECT name, count(*) AS n FROM resources WHERE name LIKE $1 GROUP BY name HAVING count(*) > 1",
+            f"load {tag} %",
+        )
+    finally:
+        await connection.close()
+    return {row["name"]: row["n"] for row in rows}
+
+
+async def test_kill_9_an_apiserver_fails_no_idempotent_request(
+    cluster: Stack, http: aiohttp.ClientSession, postgres_server: Server
+) -> None:
+    """POSTs carry an Idempotency-Key: the balancer may replay them, unconfirmed ones are resent, none doubles."""
     assert await poll_until(lambda: cluster.every_apiserver_serves(http), within=15) is not None
     data = await prepare(http, cluster)
-    mix = MixedLoad(cluster.gateway, data.auth, data.read_ids, data.own_ids)
+    mix = MixedLoad(cluster.gateway, data.auth, data.read_ids, data.own_ids, keyed_posts=True)
     load = LoadRun(http, mix.pick, concurrency=CONCURRENCY, budget=20_000, deadline=40, observe=mix.observe).start()
     victim = cluster.apiservers[1]
     await load.more(300)
@@ -58,13 +75,16 @@ async def test_kill_9_an_apiserver_fails_no_idempotent_request(cluster: Stack, h
     await load.more(200)
     samples = await load.stop()
     budget = (await cluster.lb_status(http))["retry_budget"]
+    unconfirmed_during_load = len(mix.unconfirmed)
+    still_unconfirmed = await mix.confirm(http)
+    duplicates = await _duplicated(postgres_server.url, mix.tag)
 
     bad = failed(samples, idempotent_only=True)
     record(
         SUITE,
         "apiserver_kill_9",
         title="`kill -9` one of 3 apiservers",
-        guarantee="0 failed idempotent requests; back in rotation after restart",
+        guarantee="0 failed idempotent requests; keyed POSTs all confirmed, 0 duplicate rows; back in rotation",
         samples=samples,
         failed=len(bad),
         recovery_s=recovery,
@@ -72,11 +92,16 @@ async def test_kill_9_an_apiserver_fails_no_idempotent_request(cluster: Stack, h
             "failed_posts": len(failed(samples)) - len(bad),
             "seconds_down": round(ready_at - killed_at, 2),
             "acknowledged_posts": len(mix.acknowledged),
+            "posts_resent_with_their_key": unconfirmed_during_load,
+            "posts_still_unconfirmed": still_unconfirmed,
+            "duplicate_rows": duplicates,
             "balancer_retries_refused_by_budget": budget["refused"],
             "failures": sorted({sample.error[:120] for sample in failed(samples)}),
         },
     )
     assert bad == [], f"{len(bad)} idempotent requests failed: {bad[:5]}"
+    assert still_unconfirmed == {}, f"keyed POSTs never confirmed: {still_unconfirmed}"
+    assert duplicates == {}, f"keyed POSTs written twice: {duplicates}"
     assert recovery is not None, f"{backend_id(victim)} not back in rotation 10 s after it was ready again"
 
 

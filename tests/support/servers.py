@@ -42,7 +42,7 @@ T = TypeVar("T")
 
 TEST_DATABASE_URL = "TEST_DATABASE_URL"
 TEST_REDIS_URL = "TEST_REDIS_URL"
-_TABLES = "resources, api_keys, refresh_tokens, users"
+_TABLES = "idempotency_keys, resources, api_keys, refresh_tokens, users"
 
 
 class Server(Protocol):
