@@ -1,4 +1,4 @@
-"""Building an apiserver app against the real test servers, and signed identities for its callers."""
+"""Building an apiserver app against the real test servers, signed identities for its callers, and the problem check."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import asyncio
 import time
 
 import asyncpg
-from aiohttp import web
+from aiohttp import ClientResponse, web
 
 from apiserver.app import create_app
 from apiserver.keys import CACHE
@@ -55,3 +55,15 @@ async def wait_subscribed(app: web.Application, within: float = 10.0) -> None:
 
 
 __all__ = ["ADMIN", "OTHER", "USER", "add_other_user", "as_", "create_app", "settings_for", "wait_subscribed"]
+
+
+async def assert_problem(response: object, status: int, fragment: str = "") -> dict[str, object]:
+    assert isinstance(response, ClientResponse)
+    assert response.status == status, await response.text()
+    assert response.headers["Content-Type"] == "application/problem+json"
+    body = await response.json(content_type="application/problem+json")
+    assert body["status"] == status
+    assert set(body) >= {"type", "title", "status", "detail", "instance", "request_id"}
+    assert fragment in str(body["detail"])
+    assert "Traceback" not in str(body)
+    return dict(body)

@@ -7,7 +7,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 import redis.asyncio as aioredis
-from aiohttp import ClientResponse, web
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from apiserver.keys import CACHE
@@ -20,6 +20,7 @@ from tests.integration.apiserver_support import (
     USER,
     add_other_user,
     as_,
+    assert_problem,
     create_app,
     settings_for,
     wait_subscribed,
@@ -37,18 +38,6 @@ async def api(aiohttp_client: ClientFactory, database_url: str, redis_url: str) 
     client = await aiohttp_client(create_app(settings_for(database_url, redis_url)))
     await wait_subscribed(client.app)
     return client
-
-
-async def assert_problem(response: object, status: int, fragment: str = "") -> dict[str, object]:
-    assert isinstance(response, ClientResponse)
-    assert response.status == status, await response.text()
-    assert response.headers["Content-Type"] == "application/problem+json"
-    body = await response.json(content_type="application/problem+json")
-    assert body["status"] == status
-    assert set(body) >= {"type", "title", "status", "detail", "instance", "request_id"}
-    assert fragment in str(body["detail"])
-    assert "Traceback" not in str(body)
-    return dict(body)
 
 
 async def test_get_reads_through_the_cache(api: Client) -> None:

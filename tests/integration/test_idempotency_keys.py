@@ -23,11 +23,11 @@ from tests.integration.apiserver_support import (
     USER,
     add_other_user,
     as_,
+    assert_problem,
     create_app,
     settings_for,
     wait_subscribed,
 )
-from tests.integration.test_apiserver_api import assert_problem
 
 pytestmark = pytest.mark.integration
 Client = TestClient[web.Request, web.Application]
