@@ -11,7 +11,6 @@ restarts the apiservers one by one behind the balancer without failing a request
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import signal
 import subprocess
@@ -24,7 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
-from stack.rolling import RestartFailed, RestartSignal, RollingRestart, remove_pid_file, write_pid_file
+from stack.rolling import (
+    RestartFailed,
+    RestartSignal,
+    RollingRestart,
+    http_call,
+    remove_pid_file,
+    write_pid_file,
+)
 
 STOP_GRACE = 10.0
 READY_TIMEOUT = 30.0
@@ -94,11 +100,6 @@ def wait_healthy(children: list[Child], timeout: float = READY_TIMEOUT) -> None:
             time.sleep(0.1)
 
 
-def _get_json(url: str) -> object:
-    with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own loopback http:// URLs
-        return json.loads(response.read())
-
-
 def wait_serving(children: list[Child], timeout: float = READY_TIMEOUT) -> None:
     """Return once a request through the gateway has reached every apiserver started; else name the ones that
     were never reached. The balancer's own view is polled first (free), so the requests through the gateway,
@@ -109,18 +110,15 @@ def wait_serving(children: list[Child], timeout: float = READY_TIMEOUT) -> None:
     deadline = time.monotonic() + timeout
     reached: set[str] = set()
     while time.monotonic() < deadline:
-        try:
-            status = _get_json(f"http://127.0.0.1:{balancer.port}/lb/status")
-            backends = status.get("backends", []) if isinstance(status, dict) else []
-            if sum(1 for backend in backends if backend.get("in_rotation")) >= len(apiservers):
-                for _ in range(2 * len(apiservers)):
-                    answer = _get_json(f"http://127.0.0.1:{gateway.port}/api/v1/status")
-                    instance = str(answer.get("instanceId", "")) if isinstance(answer, dict) else ""
-                    reached.update(name for name in apiservers if instance == name or instance.startswith(name + "-w"))
-                    if reached == apiservers:
-                        return
-        except (urllib.error.URLError, OSError, ValueError):
-            pass
+        status = http_call("GET", f"http://127.0.0.1:{balancer.port}/lb/status", {}, timeout=2).body
+        backends = status.get("backends", []) if isinstance(status, dict) else []
+        if sum(1 for backend in backends if backend.get("in_rotation")) >= len(apiservers):
+            for _ in range(2 * len(apiservers)):
+                answer = http_call("GET", f"http://127.0.0.1:{gateway.port}/api/v1/status", {}, timeout=2).body
+                instance = str(answer.get("instanceId", "")) if isinstance(answer, dict) else ""
+                reached.update(name for name in apiservers if instance == name or instance.startswith(name + "-w"))
+                if reached == apiservers:
+                    return
         time.sleep(0.1)
     missing = ", ".join(sorted(apiservers - reached))
     raise RuntimeError(f"not serving through the gateway after {timeout:g} s: {missing}")

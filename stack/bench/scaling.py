@@ -16,14 +16,13 @@ import os
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 from stack.bench.probes import sample, with_descendants
 from stack.bench.session import sweep
 from stack.bench.wrk import run_wrk
+from stack.rolling import http_call
 from stack.services.ports import free_port
 
 TARGET_RATIO = 1.8
@@ -35,12 +34,8 @@ def _wait_ready(port: int, process: subprocess.Popen[bytes], timeout: float = 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"the scaling apiserver exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=1) as response:
-                if response.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        if http_call("GET", f"http://127.0.0.1:{port}/ready", {}, timeout=1).status == 200:
+            return
         time.sleep(0.1)
     raise RuntimeError("the scaling apiserver did not become ready")
 

@@ -14,7 +14,7 @@ from playwright.async_api import Page, Response, expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_dashboard import SECONDS, sign_in_live
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -24,18 +24,15 @@ ANONYMOUS_BUDGET = 20
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, redis_url: str, dashboard_dist: Path) -> Iterator[Stack]:
     """The browser suite's stack with a small anonymous budget, so a test can spend it in a moment."""
-    running = start_stack(
+    with running_stack(
         tmp_path,
         database_url,
         redis_url,
         DASHBOARD_DIR=str(dashboard_dist),
         RATE_LIMIT_ANONYMOUS=str(ANONYMOUS_BUDGET),
         ADMIN_STREAM_INTERVAL="0.5",
-    )
-    try:
+    ) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def spend_anonymous_budget(stack: Stack) -> None:

@@ -18,7 +18,7 @@ from database.accounts import DEV_ADMIN
 from shared.resources import make_redis_cluster
 from stack.services.cluster import EmbeddedCluster
 from tests.support.polling import wait_until
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -26,11 +26,8 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, redis_cluster: EmbeddedCluster) -> Iterator[Stack]:
     redis_cluster.wait_until_healthy()
-    running = start_stack(tmp_path, database_url, redis_cluster.url)
-    try:
+    with running_stack(tmp_path, database_url, redis_cluster.url) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def _json(response: aiohttp.ClientResponse, status: int = 200) -> Any:

@@ -10,7 +10,7 @@ import pytest
 
 from database.seed import seed
 from tests.support.polling import wait_until
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -20,8 +20,7 @@ SAME_HEADERS = ("Content-Length", "ETag", "Content-Type", "Cache-Control")
 @pytest.fixture
 async def stack(tmp_path: Path, database_url: str, redis_url: str) -> AsyncIterator[Stack]:
     await seed(database_url, resources=5)
-    running = start_stack(tmp_path, database_url, redis_url, apiservers=1)
-    try:
+    with running_stack(tmp_path, database_url, redis_url, apiservers=1) as running:
 
         async def routable() -> bool:
             status, _ = _fields((await _raw(running.gateway, "GET", "/api/v1/status"))[0])
@@ -29,8 +28,6 @@ async def stack(tmp_path: Path, database_url: str, redis_url: str) -> AsyncItera
 
         await wait_until(routable, within=15)
         yield running
-    finally:
-        running.stop()
 
 
 async def _raw(url: str, method: str, path: str, headers: dict[str, str] | None = None) -> tuple[str, bytes]:

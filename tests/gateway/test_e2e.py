@@ -15,18 +15,15 @@ import redis.asyncio as aioredis
 from database.accounts import DEV_ADMIN, DEV_USER
 from stack.services.redis import EmbeddedRedis
 from tests.support.polling import wait_until
-from tests.support.stack import Stack, start_stack
+from tests.support.stack import Stack, running_stack, start_stack
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.fixture
 def stack(tmp_path: Path, database_url: str, redis_url: str) -> Iterator[Stack]:
-    running = start_stack(tmp_path, database_url, redis_url)
-    try:
+    with running_stack(tmp_path, database_url, redis_url) as running:
         yield running
-    finally:
-        running.stop()
 
 
 async def _json(response: aiohttp.ClientResponse, status: int = 200) -> Any:
