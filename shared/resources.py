@@ -29,6 +29,8 @@ CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 SENTINEL_SCHEME = "redis+sentinel"
 CLUSTER_SCHEME = "redis+cluster"
+# Every Redis client: a dead Redis must cost milliseconds, never hang a request; one pool bound per process.
+_SHORT_TIMEOUTS: dict[str, Any] = {"socket_connect_timeout": 0.5, "socket_timeout": 1.0, "max_connections": 256}
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +70,7 @@ def make_redis_cluster(url: str, **options: Any) -> RedisCluster:
     of its key's slot; MOVED/ASK are followed and the slot map is refreshed after a failover (redis-py)."""
     target = parse_cluster_url(url)
     defaults: dict[str, Any] = {
-        "socket_connect_timeout": 0.5,
-        "socket_timeout": 1.0,
-        "max_connections": 256,
+        **_SHORT_TIMEOUTS,
         "username": target.username,
         "password": target.password,
     }
@@ -118,19 +118,17 @@ def make_redis(url: str, **options: Any) -> RedisClient:
     whenever a connection to it fails, so every user of this client (cache, limiter, pub/sub, heartbeats)
     follows a failover without restarting.
     """
+    if url.startswith(CLUSTER_SCHEME + "://"):
+        return make_redis_cluster(url, **options)
     defaults: dict[str, Any] = {
-        "socket_connect_timeout": 0.5,
-        "socket_timeout": 1.0,
+        **_SHORT_TIMEOUTS,
         "health_check_interval": 10,
         "retry_on_timeout": False,
         # redis-py's default retries 3 times with exponential backoff from 1 s: after a Redis restart every
         # pooled socket is dead, and a breaker's one trial call could spend seconds in those retries. One
         # immediate retry absorbs a stale pooled socket; anything else fails fast to the caller's breaker.
         "retry": Retry(NoBackoff(), 1),
-        "max_connections": 256,
     }
-    if url.startswith(CLUSTER_SCHEME + "://"):
-        return make_redis_cluster(url, **options)
     defaults.update(options)
     if url.startswith(SENTINEL_SCHEME + "://"):
         target = parse_sentinel_url(url)
