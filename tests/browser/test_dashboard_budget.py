@@ -14,6 +14,7 @@ from playwright.async_api import Page, Response, expect
 
 from tests.browser.conftest import screenshot
 from tests.browser.test_dashboard import SECONDS, sign_in_live
+from tests.resilience.report import Sample, record
 from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
@@ -93,5 +94,15 @@ async def test_console_loads_and_stays_live_while_the_anonymous_budget_is_spent(
         await fresh.close()
 
     # The API's limit held throughout: the same address is still refused anonymously.
-    assert await anonymous_api_status(stack) == 429
+    api_status = await anonymous_api_status(stack)
+    served = [Sample(response.url.removeprefix(stack.gateway), response.status, 0.0, 0.0) for response in files + cold]
+    record(
+        "resilience",
+        "dashboard_budget_spent",
+        title="The console from an address whose anonymous API budget is spent",
+        guarantee="every dashboard file 2xx/3xx, the console goes live; that address's anonymous API calls stay 429",
+        samples=[*served, Sample("anonymous GET /api/v1/status", api_status, 0.0, 0.0)],
+        failed=sum(sample.status >= 400 for sample in served) + (api_status != 429),
+    )
+    assert api_status == 429
     await expect(page.get_by_test_id("stream-status")).to_have_text("live")

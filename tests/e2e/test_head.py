@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from database.seed import seed
+from tests.resilience.report import Sample, record
 from tests.support.polling import wait_until
 from tests.support.stack import Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
 SAME_HEADERS = ("Content-Length", "ETag", "Content-Type", "Cache-Control")
+GATEWAY_HEADERS = ("X-Ratelimit-Remaining", "X-Request-Id")
 
 
 @pytest.fixture
@@ -54,29 +57,46 @@ def _fields(head: str) -> tuple[int, dict[str, str]]:
 
 async def test_head_on_every_hop_mirrors_get_without_a_body(stack: Stack) -> None:
     hops = {"gateway": stack.gateway, "balancer": stack.balancer.url, "apiserver": stack.apiservers[0].url}
+    samples: list[Sample] = []
+    mismatches: list[tuple[str, str, str]] = []
     for hop, url in hops.items():
         for path in ("/api/v1/resources/1", "/api/v1/resources?limit=2", "/api/v1/status"):
             get_head, get_body = await _raw(url, "GET", path)
+            began = time.monotonic()
             head_head, head_body = await _raw(url, "HEAD", path)
             get_status, get_fields = _fields(get_head)
             head_status, head_fields = _fields(head_head)
-            assert (hop, path, get_status) == (hop, path, 200)
-            assert (hop, path, head_status) == (hop, path, get_status)
-            assert head_body == b"", (hop, path)
-            assert get_body, (hop, path)
-            assert "Etag" in head_fields or path != "/api/v1/resources/1"
+            samples.append(Sample(f"HEAD {hop} {path}", head_status, time.monotonic() - began, began))
+            if get_status != 200 or head_status != get_status:
+                mismatches.append((hop, path, f"GET {get_status}, HEAD {head_status}"))
+            if head_body or not get_body:
+                mismatches.append((hop, path, f"HEAD body {len(head_body)} bytes, GET body {len(get_body)} bytes"))
+            if path == "/api/v1/resources/1" and "Etag" not in head_fields:
+                mismatches.append((hop, path, "no ETag"))
             for name in SAME_HEADERS:
                 if name == "Content-Length" and path == "/api/v1/status":
                     continue  # the uptime in the body changes between the two requests
-                assert head_fields.get(name) == get_fields.get(name), (hop, path, name)
+                if head_fields.get(name) != get_fields.get(name):
+                    mismatches.append((hop, path, f"{name}: {head_fields.get(name)} vs {get_fields.get(name)}"))
             if hop == "gateway":
-                assert "X-Ratelimit-Remaining" in head_fields
-                assert "X-Request-Id" in head_fields
+                mismatches += [(hop, path, f"no {name}") for name in GATEWAY_HEADERS if name not in head_fields]
 
-
-async def test_conditional_head_is_304_through_the_chain(stack: Stack) -> None:
     head, _ = await _raw(stack.gateway, "GET", "/api/v1/resources/1")
     etag = _fields(head)[1]["Etag"]
+    began = time.monotonic()
     conditional, body = await _raw(stack.gateway, "HEAD", "/api/v1/resources/1", {"If-None-Match": etag})
-    assert _fields(conditional)[0] == 304
-    assert body == b""
+    samples.append(Sample("conditional HEAD", _fields(conditional)[0], time.monotonic() - began, began))
+    if samples[-1].status != 304 or body:
+        mismatches.append(
+            ("gateway", "/api/v1/resources/1", f"conditional HEAD {samples[-1].status}, {len(body)} bytes")
+        )
+    record(
+        "resilience",
+        "head",
+        title="HEAD on every GET route at the gateway, balancer and apiserver",
+        guarantee="GET's status and headers (Content-Length, ETag, cache, rate-limit), no body; If-None-Match → 304",
+        samples=samples,
+        failed=len(mismatches),
+        extra={"mismatches": mismatches},
+    )
+    assert mismatches == []

@@ -29,6 +29,7 @@ import pytest
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.settings import DEV_INTERNAL_SECRET
 from stack.services.ports import free_port
+from tests.resilience.report import Sample, record
 from tests.support.polling import wait_until
 from tests.support.processes import ChildProcess, suite_env
 
@@ -232,12 +233,29 @@ async def test_ready_means_every_apiserver_serves_from_the_first_request(stack: 
         return "ready." in stack.output()
 
     await wait_until(said_ready, within=60, interval=0.02)
+    samples: list[Sample] = []
     async with aiohttp.ClientSession() as session:
+        began = time.monotonic()
         async with session.get(stack.gateway_url + "/api/v1/resources/1") as first:
-            assert first.status == 200, await first.text()
+            first_body = await first.text()
+            samples.append(Sample("first GET after ready", first.status, time.monotonic() - began, began))
         served = []
         for _ in range(APISERVERS):
+            began = time.monotonic()
             async with session.get(stack.balancer_url + "/api/v1/status") as response:
                 served.append((await response.json())["instanceId"])
-    assert sorted(served) == sorted(f"apiserver-{port}" for port in stack.apiserver_ports)
-    assert "backend_down" not in stack.output()
+                samples.append(Sample("sequential status", response.status, time.monotonic() - began, began))
+    expected = sorted(f"apiserver-{port}" for port in stack.apiserver_ports)
+    logged_down = stack.output().count("backend_down")
+    record(
+        "resilience",
+        "startup_ready",
+        title="`scalable-api up` with 3 apiservers: the moment it prints ready",
+        guarantee='first request after "ready." is 200; 3 more via the balancer reach 3 apiservers; no backend_down',
+        samples=samples,
+        failed=sum(sample.status != 200 for sample in samples) + len(set(expected) - set(served)) + logged_down,
+        extra={"served_by": served, "backend_down_lines": logged_down},
+    )
+    assert samples[0].status == 200, first_body
+    assert sorted(served) == expected
+    assert logged_down == 0, stack.output()

@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from apiserver.cache.redis import LOCK_PREFIX
 from apiserver.cache.two_level import CacheConfig, TwoLevelCache
 from tests.integration.cache_support import GatedLoader, cache_instance
+from tests.resilience.report import Sample, record
 from tests.support.polling import wait_until
 
 pytestmark = pytest.mark.integration
@@ -75,6 +76,15 @@ async def test_concurrent_misses_across_processes_cost_one_load(redis_url: str, 
         assert await lock_owner(raw, "res:9") is not None
         loader.release.set()
         won, served = await asyncio.gather(winner, loser)
+        record(
+            "resilience",
+            "cache_fill_lock",
+            title="One key missed by two apiserver processes at once (a slow database load)",
+            guarantee="1 database load; the loser waits for the winner's fill and cannot release its lock",
+            samples=[Sample(f"get from {result.source}", 200, 0.0, 0.0) for result in (won, served)],
+            failed=loader.calls - 1,
+            extra={"database_loads": loader.calls, "sources": [won.source, served.source]},
+        )
         assert loader.calls == 1
         assert (won.source, served.source) == ("db", "l2")
         assert (served.entry.version, served.entry.payload) == (7, b'{"id":9}')
