@@ -1,9 +1,12 @@
 """A small offline kustomize, for machines without ``kubectl``.
 
-It implements only the subset ``k8s/`` uses, in kustomize's order (resources and generators, then patches, then
-the labels, images and namespace transformers):
+It implements only the subset ``k8s/`` uses, in kustomize's order: resources, then components, then generators,
+then patches, then the labels, images and namespace transformers:
 
 - ``resources``: files and directories (a directory is rendered as a kustomization first);
+- ``components``: directories holding a ``kind: Component`` kustomization. Each one is accumulated into the
+  including kustomization in order: its resources are added, then its generators run and its patches and
+  transformers apply to everything accumulated so far (the includer's resources and earlier components too);
 - ``secretGenerator`` with ``literals``, only with ``generatorOptions.disableNameSuffixHash: true``;
 - ``patches`` given by ``path``: strategic-merge patches found by kind and name. Maps merge key by key, ``null``
   deletes a key, lists of named maps (containers, env, ports...) merge by ``name`` with new items first (as
@@ -34,6 +37,7 @@ SUPPORTED_KEYS = frozenset(
         "apiVersion",
         "kind",
         "resources",
+        "components",
         "namespace",
         "labels",
         "images",
@@ -42,6 +46,8 @@ SUPPORTED_KEYS = frozenset(
         "generatorOptions",
     }
 )
+KUSTOMIZATION = "Kustomization"
+COMPONENT = "Component"
 CLUSTER_SCOPED_KINDS = frozenset({"Namespace"})
 CONTAINER_LISTS = ("containers", "initContainers")
 
@@ -56,14 +62,29 @@ def load_documents(path: Path) -> list[Doc]:
 
 def render(directory: Path) -> list[Doc]:
     """Every object the kustomization in ``directory`` produces, like ``kubectl kustomize directory``."""
+    return _accumulate(directory, _kustomization(directory, KUSTOMIZATION), [])
+
+
+def _kustomization(directory: Path, kind: str) -> Doc:
     kustomization = load_documents(directory / "kustomization.yaml")[0]
     unknown = set(kustomization) - SUPPORTED_KEYS
     if unknown:
         raise UnsupportedKustomization(f"{directory}: unsupported kustomization fields {sorted(unknown)}")
-    docs: list[Doc] = []
+    # kustomize defaults a missing kind to Kustomization; a component must say that it is one.
+    found = kustomization.get("kind", KUSTOMIZATION)
+    if found != kind:
+        raise UnsupportedKustomization(f"{directory}: expected a {kind}, found a {found}")
+    return kustomization
+
+
+def _accumulate(directory: Path, kustomization: Doc, docs: list[Doc]) -> list[Doc]:
+    """``docs`` with ``kustomization``'s resources, components, generators and transformers applied to them."""
     for entry in kustomization.get("resources", []):
         path = directory / entry
         docs.extend(render(path) if path.is_dir() else load_documents(path))
+    for entry in kustomization.get("components", []):
+        path = directory / entry
+        _accumulate(path, _kustomization(path, COMPONENT), docs)
     docs.extend(_generate_secrets(kustomization))
     for patch in kustomization.get("patches", []):
         if set(patch) != {"path"}:
@@ -182,6 +203,8 @@ def _set_image(docs: list[Doc], image: Doc) -> None:
         raise UnsupportedKustomization(f"unsupported images entry {image}")
     for doc in docs:
         for container in containers(doc):
+            if "image" not in container:
+                continue  # e.g. a Pooler's template naming its pgbouncer container only to size it
             name, tag, digest = split_image(container["image"])
             if name != image["name"]:
                 continue
