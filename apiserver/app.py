@@ -31,6 +31,7 @@ from shared.health import add_health_routes
 from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE
 from shared.metrics import Metrics
 from shared.resources import create_pg_pool, pg_context, redis_context
+from shared.tracing import Tracing
 
 REDIS_BREAKER = "redis-cache"
 _log = structlog.get_logger("apiserver")
@@ -140,8 +141,9 @@ def create_app(
     rng: random.Random | None = None,
 ) -> web.Application:
     metrics = Metrics("apiserver")
+    tracing = Tracing("apiserver", settings.common.instance_id)
     app = web.Application(
-        middlewares=[request_middleware(metrics=metrics)],  # context, metrics and problems in one layer
+        middlewares=[request_middleware(metrics=metrics, tracing=tracing)],  # context, spans, metrics, problems
         client_max_size=settings.max_body_bytes,
     )
     app[SETTINGS] = settings
@@ -153,6 +155,7 @@ def create_app(
     app[EXTERNAL] = FlakyDependency(
         failure_rate=settings.external_failure_rate, latency_ms=settings.external_latency_ms, rng=rng
     )
+    app.cleanup_ctx.append(tracing.context)  # flushed last, after every resource closed
     app.cleanup_ctx.append(redis_context(settings.redis_url))
     app.cleanup_ctx.append(pg_context(settings.database_url, max_size=settings.pg_pool_size))
     app.cleanup_ctx.append(_cache_context(settings, metrics))

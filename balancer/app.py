@@ -24,6 +24,7 @@ from shared.context import request_middleware
 from shared.health import add_health_routes
 from shared.keys import INSTANCE_ID, METRICS, SERVICE
 from shared.metrics import Metrics
+from shared.tracing import Tracing
 
 _log = structlog.get_logger("balancer")
 
@@ -78,8 +79,9 @@ def create_app(
 ) -> web.Application:
     """The balancer; ``resolver`` (default: the OS resolver) serves the ``dns+`` entries of ``BALANCER_BACKENDS``."""
     metrics = Metrics("balancer")
+    tracing = Tracing("balancer", settings.common.instance_id)
     app = web.Application(
-        middlewares=[request_middleware(metrics=metrics)],  # context, metrics and problems in one layer
+        middlewares=[request_middleware(metrics=metrics, tracing=tracing)],  # context, spans, metrics, problems
         client_max_size=max(settings.retry_body_limit, 1024**2),
     )
     siblings = Siblings.of(settings.common)
@@ -126,6 +128,7 @@ def create_app(
         if not any(backend.in_rotation() and backend.health.passed for backend in balancer.pool.backends):
             raise NotReady("no backend in rotation")
 
+    app.cleanup_ctx.append(tracing.context)  # flushed last, after every pool and loop stopped
     app.cleanup_ctx.append(backend_pools)  # first in, last out: pools close after the health loops stop
     app.cleanup_ctx.append(checker.context())
     if settings.dns_targets:  # after the checker: it must be following the pool before discovery adds to it

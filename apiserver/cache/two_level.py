@@ -34,6 +34,12 @@ cannot hear invalidations must not serve from memory). A load that overlaps an i
 not enter L1 (invalidations are remembered per key for a minute), so a stale read cannot be re-cached behind
 a write, while writes to other keys leave fills alone.
 Redis down: the L2 breaker opens and requests go to L1 (when subscribed) and PostgreSQL, never a 500.
+
+Tracing (:mod:`shared.tracing`): in a sampled request each level consulted is a span, ``cache L1`` (the lookup),
+``cache L2`` (the Redis read; the fill lock and the wait for a peer's fill are ``cache L2 lock``), and
+``cache PostgreSQL`` (the loader, whose queries are its children) then ``cache L2 put``; each says
+``cache.hit`` where a level can hit. A fill shared by several requests (single-flight) is traced under the request
+that started it. Unsampled, the hot path (an L1 hit) pays one ContextVar read.
 """
 
 from __future__ import annotations
@@ -53,8 +59,11 @@ from apiserver.cache.entry import Entry, SourceUnavailable
 from apiserver.cache.local import LocalCache
 from apiserver.cache.redis import GENERATION_KEY, INVALIDATION_CHANNEL, L2Unavailable, RedisCache
 from apiserver.cache.stats import CacheStats
+from shared import tracing
 
 Loader = Callable[[], Awaitable[tuple[int, bytes]]]
+CACHE_KEY = "cache.key"
+CACHE_HIT = "cache.hit"
 _log = structlog.get_logger("apiserver.cache")
 
 
@@ -122,6 +131,15 @@ class TwoLevelCache:
         """The fresh L1 entry for ``key``, or None; the hot path calls this before anything async."""
         if not self.subscription.connected:
             return None
+        if tracing.active() is None:
+            return self._peek_l1(key)
+        with tracing.child_span("cache L1", attributes={CACHE_KEY: key}) as span:
+            entry = self._peek_l1(key)
+            if span is not None:
+                span.set_attribute(CACHE_HIT, entry is not None)
+            return entry
+
+    def _peek_l1(self, key: str) -> Entry | None:
         entry = self.l1.get(key)
         if entry is not None and entry.is_fresh(self._clock()):
             self.stats.hit("l1")
@@ -150,19 +168,25 @@ class TwoLevelCache:
         lock: str | None = None  # our owner token while we hold cache:lock:{key}
         l2_up = True
         try:
-            cached = await self.l2.get(key)
-            if cached is not None and cached.is_fresh(self._clock()):
+            with tracing.child_span("cache L2", attributes={CACHE_KEY: key}) as span:
+                cached = await self.l2.get(key)
+                fresh = cached is not None and cached.is_fresh(self._clock())
+                if span is not None:
+                    span.set_attribute(CACHE_HIT, fresh)
+            if fresh and cached is not None:
                 self.stats.hit("l2")
                 self._store_l1(key, cached, epoch)
                 return Lookup(cached, "l2")
             self.stats.miss("l2")
             stale = _newer(stale, cached)
-            lock = await self.l2.try_lock(key, self.config.lock_ttl)
-            if lock is None:
-                landed = await self._await_peer_fill(key)
-                if landed is not None:
-                    self._store_l1(key, landed, epoch)
-                    return Lookup(landed, "l2")
+            with tracing.child_span("cache L2 lock", attributes={CACHE_KEY: key}) as span:
+                lock = await self.l2.try_lock(key, self.config.lock_ttl)
+                landed = await self._await_peer_fill(key) if lock is None else None
+                if span is not None:
+                    span.set_attribute(CACHE_HIT, landed is not None)  # a peer's fill served us
+            if landed is not None:
+                self._store_l1(key, landed, epoch)
+                return Lookup(landed, "l2")
         except L2Unavailable:
             l2_up = False
         try:
@@ -186,7 +210,8 @@ class TwoLevelCache:
         self, key: str, loader: Loader, stale: Entry | None, epoch: tuple[int, int], *, l2_up: bool
     ) -> Lookup:
         try:
-            version, payload = await loader()
+            with tracing.child_span("cache PostgreSQL", attributes={CACHE_KEY: key}):
+                version, payload = await loader()
         except SourceUnavailable:
             if stale is not None:
                 self.stats.stale_served += 1
@@ -194,7 +219,7 @@ class TwoLevelCache:
             raise
         entry = Entry(version, self._clock() + self._ttl_for(key, payload), payload)
         if l2_up:
-            with suppress(L2Unavailable):
+            with suppress(L2Unavailable), tracing.child_span("cache L2 put", attributes={CACHE_KEY: key}):
                 await self.l2.put(key, entry, self.config.stale_ttl)
         self._store_l1(key, entry, epoch)
         return Lookup(entry, "db")

@@ -4,6 +4,10 @@ LIFO, so the warmest socket is reused; idle ones older than ``idle_timeout`` are
 own keep-alive timer can race us. ``Upstream.send`` acquires a connection, writes the head (and the body, streamed
 from the client when not given) and waits for the response head; a reused keep-alive socket the upstream had just
 closed is retried once on a fresh connection, for idempotent requests without a streamed body.
+
+In a sampled request (:mod:`shared.tracing`) each ``send`` is a CLIENT span, from the request written to the
+response released or closed, and the ``traceparent`` sent names it, so the next hop's server span is its child.
+Unsampled, the only cost is the check.
 """
 
 from __future__ import annotations
@@ -16,8 +20,19 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
 
 from multidict import CIMultiDict
+from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
+from opentelemetry.semconv.attributes.http_attributes import (
+    HTTP_REQUEST_METHOD,
+    HTTP_REQUEST_RESEND_COUNT,
+    HTTP_RESPONSE_STATUS_CODE,
+)
+from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_FULL
+from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from yarl import URL
 
+from shared import tracing
 from shared.upstream.connection import IDLE, Http1Connection, UpstreamFailure
 from shared.upstream.parser import ResponseHead
 
@@ -29,12 +44,20 @@ IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRAC
 class UpstreamResponse:
     """A response whose head arrived; its body is read with :meth:`read` (or is already :attr:`complete`)."""
 
-    __slots__ = ("_connection", "_timeout", "_upstream", "head")
+    __slots__ = ("_connection", "_span", "_timeout", "_upstream", "head")
 
-    def __init__(self, upstream: Upstream, connection: Http1Connection, head: ResponseHead, timeout: float) -> None:
+    def __init__(
+        self,
+        upstream: Upstream,
+        connection: Http1Connection,
+        head: ResponseHead,
+        timeout: float,
+        span: Span | None = None,
+    ) -> None:
         self._upstream = upstream
         self._connection: Http1Connection | None = connection
         self._timeout = timeout
+        self._span = span  # a sampled request's CLIENT span, ended with the response
         self.head = head
 
     @property
@@ -69,12 +92,19 @@ class UpstreamResponse:
         connection, self._connection = self._connection, None
         if connection is not None:
             self._upstream._release(connection)
+        self._end_span()
 
     def close(self) -> None:
         """Abandon the response and its connection."""
         connection, self._connection = self._connection, None
         if connection is not None:
             self._upstream._discard(connection)
+        self._end_span()
+
+    def _end_span(self) -> None:
+        span, self._span = self._span, None
+        if span is not None:
+            span.end()
 
 
 class Upstream:
@@ -134,30 +164,54 @@ class Upstream:
         """Send one request and wait for the response head; raises :class:`UpstreamFailure`."""
         wait = self.timeout if timeout is None else timeout
         chunked = stream is not None and "Content-Length" not in headers
+        span = None if tracing.active() is None else self._client_span(method, target)  # None: not sampled
+        if span is not None:
+            headers = CIMultiDict(headers)
+            headers["traceparent"] = tracing.traceparent_of(span)
         head = self._request_head(method, target, headers, body, chunked)
         retry_stale = stream is None and method in IDEMPOTENT_METHODS
-        while True:
-            # An idle connection is taken without entering the _acquire coroutine (the common case).
-            connection = None if self._closed else self._take_idle()
-            if connection is not None:
-                reused = True
-            else:
-                connection, reused = await self._acquire(wait)
-            try:
-                connection.start(head, body, expect_body=method != "HEAD")
-                if stream is not None:
-                    await _send_stream(connection, stream, chunked=chunked, within=wait)
-                response_head = await connection.wait_head(wait)
-            except UpstreamFailure as failure:
-                self._discard(connection)
-                if retry_stale and reused and failure.kind == "reset" and not failure.bytes_received:
-                    retry_stale = False
-                    continue
-                raise
-            except BaseException:
-                self._discard(connection)
-                raise
-            return UpstreamResponse(self, connection, response_head, wait)
+        try:
+            while True:
+                # An idle connection is taken without entering the _acquire coroutine (the common case).
+                connection = None if self._closed else self._take_idle()
+                if connection is not None:
+                    reused = True
+                else:
+                    connection, reused = await self._acquire(wait)
+                try:
+                    connection.start(head, body, expect_body=method != "HEAD")
+                    if stream is not None:
+                        await _send_stream(connection, stream, chunked=chunked, within=wait)
+                    response_head = await connection.wait_head(wait)
+                except UpstreamFailure as failure:
+                    self._discard(connection)
+                    if retry_stale and reused and failure.kind == "reset" and not failure.bytes_received:
+                        retry_stale = False
+                        if span is not None:
+                            span.set_attribute(HTTP_REQUEST_RESEND_COUNT, 1)
+                        continue
+                    raise
+                except BaseException:
+                    self._discard(connection)
+                    raise
+                if span is not None:
+                    _answered(span, response_head.status)
+                return UpstreamResponse(self, connection, response_head, wait, span)
+        except BaseException as exc:
+            if span is not None:
+                _failed(span, exc)
+            raise
+
+    def _client_span(self, method: str, target: str) -> Span | None:
+        """A CLIENT span under the request's active one (HTTP semantic conventions; no query string)."""
+        attributes: dict[str, str | int] = {
+            HTTP_REQUEST_METHOD: method,
+            SERVER_ADDRESS: self._host,
+            SERVER_PORT: self._port,
+            URL_FULL: f"{self.base_url}{target.partition('?')[0]}",
+            NETWORK_PROTOCOL_VERSION: "1.1",
+        }
+        return tracing.start_child(method, kind=SpanKind.CLIENT, attributes=attributes)
 
     def _request_head(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes | None, chunked: bool
@@ -260,6 +314,19 @@ class Upstream:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+
+def _answered(span: Span, status: int) -> None:
+    span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
+    if status >= 400:  # a client span's error: 4xx too
+        span.set_attribute(ERROR_TYPE, str(status))
+        span.set_status(Status(StatusCode.ERROR))
+
+
+def _failed(span: Span, error: BaseException) -> None:
+    span.set_attribute(ERROR_TYPE, error.kind if isinstance(error, UpstreamFailure) else type(error).__qualname__)
+    span.set_status(Status(StatusCode.ERROR))
+    span.end()
 
 
 async def _send_stream(

@@ -3,8 +3,9 @@
 A proxied request goes::
 
     outgoing_headers()            client headers without hop-by-hop, Connection-named and ``drop`` ones;
-                                  X-Forwarded-*, X-Request-ID and traceparent set
-    Upstream.send()               acquire → write head (+ body, streamed from the client when not given)
+                                  X-Forwarded-*, X-Request-ID and traceparent (this hop's, shared.tracing) set
+    Upstream.send()               acquire → write head (+ body, streamed from the client when not given);
+                                  in a sampled request a CLIENT span, which the traceparent sent names
         │                             → wait for the response head
         ├─ fails before the head ──► UpstreamFailure (nothing written to the client: retry, or map to 502/503/504)
         │                             a reused keep-alive socket the upstream had just closed is retried once on a

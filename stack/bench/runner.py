@@ -3,7 +3,9 @@
 For every scenario it records req/s, latency percentiles and errors (from wrk), CPU seconds per request and
 RSS for every process (from /proc), Redis commands per request (INFO) and PostgreSQL queries per request (the
 apiservers' ``db_queries_total``). RSS is sampled every second; the drift over the second half of a run shows
-whether memory is stable. Results go to a table on stdout and to ``bench/results.json``.
+whether memory is stable. Results go to a table on stdout and to ``bench/results.json``. The ``limiter``,
+``scaling`` and ``tracing`` scenarios measure on their own (:mod:`stack.bench.limiter`, :mod:`stack.bench.scaling`,
+:mod:`stack.bench.tracing`).
 
 The stack uses fresh embedded PostgreSQL and Redis in a temporary directory, so runs are comparable and
 nothing of a developer's ``.data/`` is touched. Rate limits are raised for the throughput scenarios (they
@@ -30,6 +32,7 @@ from stack.bench.probes import ProcessSample, group_members, metric_total, redis
 from stack.bench.scaling import measure_scaling
 from stack.bench.scenarios import Scenario, select
 from stack.bench.session import Credentials, clear_cache, obtain_credentials, sweep
+from stack.bench.tracing import measure_tracing, print_tracing
 from stack.bench.wrk import WrkResult, ensure_wrk, run_wrk
 from stack.supervisor import Child, StackOptions, plan_children, prepare_database, wait_healthy
 
@@ -37,6 +40,7 @@ UNLIMITED = str(10**9)
 LIMITER_SCENARIO = "limiter"
 LIMITER_IDENTITIES = 10_000
 SCALING_SCENARIO = "scaling"
+TRACING_SCENARIO = "tracing"
 
 
 @dataclass(frozen=True)
@@ -117,17 +121,7 @@ def _start_stack(options: BenchOptions, stack: ExitStack, root: Path) -> Stack:
         if child.name.startswith("apiserver"):
             child.port = free_port() if index else stack_options.apiserver_port
             child.args[-1] = str(child.port)
-        child.env.update(
-            LOG_LEVEL="warning",
-            # A read-heavy API sizes its L1 to the hot table (100,000 rows is ~50 MB of entries); writes
-            # invalidate explicitly, so a long freshness TTL is safe. With the 10,000-entry default, Zipf(1)
-            # over 100,000 ids caps the L1 hit ratio near 81 %.
-            CACHE_L1_MAX_ENTRIES=str(max(options.resources, 10_000)),
-            CACHE_TTL="900",
-            RATE_LIMIT_ANONYMOUS=UNLIMITED,
-            RATE_LIMIT_ENTERPRISE=UNLIMITED,
-            RATE_LIMIT_PRO=UNLIMITED,
-        )
+        child.env.update(bench_env(options))
         child.log_path = root / f"{child.name}.log"
     _fix_backends(children)
     for child in children:
@@ -136,6 +130,21 @@ def _start_stack(options: BenchOptions, stack: ExitStack, root: Path) -> Stack:
     wait_healthy(children)
     pids = {"postgres": postgres.pid or 0, "redis": redis.pid or 0}
     return Stack(children, postgres.url, redis.url, {name: pid for name, pid in pids.items() if pid})
+
+
+def bench_env(options: BenchOptions) -> dict[str, str]:
+    """What every process of the bench runs with, on top of the stack's defaults."""
+    return {
+        "LOG_LEVEL": "warning",
+        # A read-heavy API sizes its L1 to the hot table (100,000 rows is ~50 MB of entries); writes
+        # invalidate explicitly, so a long freshness TTL is safe. With the 10,000-entry default, Zipf(1)
+        # over 100,000 ids caps the L1 hit ratio near 81 %.
+        "CACHE_L1_MAX_ENTRIES": str(max(options.resources, 10_000)),
+        "CACHE_TTL": "900",
+        "RATE_LIMIT_ANONYMOUS": UNLIMITED,
+        "RATE_LIMIT_ENTERPRISE": UNLIMITED,
+        "RATE_LIMIT_PRO": UNLIMITED,
+    }
 
 
 def _stop_all(children: list[Child]) -> None:
@@ -288,6 +297,17 @@ def run_bench(options: BenchOptions) -> int:
             print(f"[bench] {SCALING_SCENARIO}: apiserver, 1 worker on 1 CPU vs 2 workers on 2 CPUs", flush=True)
             apiserver = next(child for child in running.children if child.name.startswith("apiserver"))
             scaling = measure_scaling(apiserver.env, options, Path(root))
+        tracing = None
+        if options.scenarios is None or TRACING_SCENARIO in options.scenarios:
+            print(f"[bench] {TRACING_SCENARIO}: the chain with tracing off vs at the default 1 % ratio", flush=True)
+            tracing = measure_tracing(
+                bench_env(options),
+                options,
+                running.database_url,
+                running.redis_url,
+                Path(root),
+                say=lambda line: print(f"[bench] {TRACING_SCENARIO}: {line}", flush=True),
+            )
     print_table(rows)
     if limiter is not None:
         print_limiter(limiter)
@@ -295,6 +315,9 @@ def run_bench(options: BenchOptions) -> int:
     if scaling is not None:
         print_scaling(scaling)
         rows.append(scaling)
+    if tracing is not None:
+        print_tracing(tracing)
+        rows.append(tracing)
     budgets = print_budgets(rows)
     _write_results(options, rows, budgets)
     return 0
