@@ -21,3 +21,9 @@ PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 
 REQUEST_ID = web.RequestKey("request_id", str)
 TRACEPARENT = web.RequestKey("traceparent", str)
+
+# Redis keys of the gateways' fleet figures (gateway.fleet), all under one hash tag so a reader's pipeline and a
+# gateway's heartbeat each go to one Redis Cluster node. ``stats:`` is never touched by a cache clear.
+GATEWAY_FLEET_KEY = "stats:{gateways}:ids"  # SET of the ids of gateways that published
+GATEWAY_ROW_PREFIX = "stats:{gateways}:gateway:"  # + id: one gateway's JSON snapshot, expiring
+GATEWAY_SLOT_PREFIX = "stats:{gateways}:slot:"  # + epoch second: HASH of the fleet's traffic in the second before

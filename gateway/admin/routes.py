@@ -24,12 +24,13 @@ from prometheus_client.samples import Sample
 from redis.exceptions import RedisError
 
 from gateway.admin.upstream import UpstreamError
+from gateway.fleet import RECENT_SECONDS, read_fleet
 from gateway.http import json_response
 from gateway.keys import ADMIN, LIMITER, PRINCIPAL, SETTINGS, STATS
 from shared.authz import require_admin
 from shared.errors import Problem
 from shared.identity import Identity
-from shared.keys import METRICS
+from shared.keys import METRICS, REDIS
 from shared.metrics import LATENCY_BUCKETS, Metrics
 
 # Long-lived or static routes that would swamp the API's latency figures (a stream "takes" minutes).
@@ -96,11 +97,17 @@ def gateway_snapshot(app: web.Application) -> dict[str, object]:
     }
 
 
-async def dashboard_snapshot(app: web.Application, identity: Identity) -> dict[str, object]:
+async def dashboard_snapshot(
+    app: web.Application, identity: Identity, *, history: int = RECENT_SECONDS
+) -> dict[str, object]:
+    """``gateway`` is the process answering; ``fleet`` every live gateway, summed, with the fleet's last
+    ``history`` seconds (see :mod:`gateway.fleet`)."""
     admin = app[ADMIN]
+    now = time.time()
     return {
-        "generated_at": time.time(),
+        "generated_at": now,
         "gateway": gateway_snapshot(app),
+        "fleet": await _or_error(read_fleet(app[REDIS], now=now, seconds=history)),
         "balancer": await _or_error(admin.lb_status(identity)),
         "apiservers": await _or_error(admin.heartbeats()),
     }

@@ -25,9 +25,9 @@ export function Charts({ points }: { points: Point[] }) {
     for (const tier of tiers) {
       const color = TIER_COLORS[tier] ?? "#b45309";
       series.push({ label: `${tier} allowed`, color });
-      data.push(points.map((point) => point.decisions[tier]?.allowed ?? 0));
+      data.push(points.map((point) => (point.decisions === null ? null : (point.decisions[tier]?.allowed ?? 0))));
       series.push({ label: `${tier} limited`, color, dash: [6, 4] });
-      data.push(points.map((point) => point.decisions[tier]?.limited ?? 0));
+      data.push(points.map((point) => (point.decisions === null ? null : (point.decisions[tier]?.limited ?? 0))));
     }
     return { series, data };
   }, [points, tiers.join("|"), xs]); // eslint-disable-line react-hooks/exhaustive-deps
@@ -36,17 +36,19 @@ export function Charts({ points }: { points: Point[] }) {
   return (
     <section aria-labelledby="charts-title" className="charts">
       <h2 id="charts-title" className="visually-hidden">
-        Traffic over the last minutes
+        Gateway fleet traffic over the last 15 minutes
       </h2>
       <Chart
-        title="Request rate (gateway)"
+        testId="chart-requests"
+        title="Request rate (all gateways)"
         series={[{ label: "requests/s", color: "#2563eb" }]}
         data={[xs, points.map((point) => point.rps)]}
         format={rate}
         summary={`now ${formatRate(last(points, (p) => p.rps))}`}
       />
       <Chart
-        title="Latency (5 s window)"
+        testId="chart-latency"
+        title="Latency (all gateways, 5 s window)"
         series={[
           { label: "p50", color: "#0f766e" },
           { label: "p95", color: "#b45309" },
@@ -57,15 +59,17 @@ export function Charts({ points }: { points: Point[] }) {
         summary={`p50 ${formatMs(last(points, (p) => p.p50))}, p95 ${formatMs(last(points, (p) => p.p95))}, p99 ${formatMs(last(points, (p) => p.p99))}`}
       />
       <Chart
+        testId="chart-decisions"
         title="Rate-limit decisions per tier"
         series={decisions.series.length ? decisions.series : [{ label: "no decisions yet", color: "#64748b" }]}
-        data={decisions.series.length ? decisions.data : [xs, points.map(() => 0)]}
+        data={decisions.series.length ? decisions.data : [xs, points.map((p) => (p.decisions === null ? null : 0))]}
         format={rate}
         summary={tiers
-          .map((tier) => `${tier} ${formatRate(last(points, (p) => p.decisions[tier]?.allowed ?? 0))} allowed`)
+          .map((tier) => `${tier} ${formatRate(last(points, (p) => p.decisions?.[tier]?.allowed ?? null))} allowed`)
           .join(", ")}
       />
       <Chart
+        testId="chart-errors"
         title="429 and 5xx responses"
         series={[
           { label: "429/s", color: "#b45309" },

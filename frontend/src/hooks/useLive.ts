@@ -1,17 +1,23 @@
 import { useEffect, useReducer, useState } from "react";
 import type { ApiClient } from "../lib/api";
-import { addSnapshot, EMPTY_HISTORY, type History } from "../lib/history";
-import { trackInstances, type TrackedInstance } from "../lib/instances";
+import { EMPTY_HISTORY, type History, mergeFleet } from "../lib/history";
+import { type Tracked, type TrackedInstance, trackInstances } from "../lib/instances";
 import { runStream, type StreamStatus } from "../lib/stream";
-import { isUpstreamError, type Snapshot } from "../lib/types";
+import { type FleetView, type GatewayRow, isUpstreamError, type Snapshot } from "../lib/types";
 
 /** Data older than this (ms) is flagged as stale: the stream normally delivers one snapshot a second. */
 export const STALE_AFTER_MS = 5_000;
+/** A gateway row older than this (seconds) is late: gateways beat every second. */
+export const GATEWAY_LATE_AFTER = 3;
 
 export interface LiveState {
   latest: Snapshot | null;
   receivedAt: number | null;
+  /** The fleet view of the latest snapshot; null when it could not be read (see `fleetError`). */
+  fleet: FleetView | null;
+  fleetError: string | null;
   history: History;
+  gateways: Tracked<GatewayRow>[];
   instances: TrackedInstance[];
 }
 
@@ -20,15 +26,29 @@ type Action = { type: "snapshot"; snapshot: Snapshot; receivedAt: number };
 export function liveReducer(state: LiveState, action: Action): LiveState {
   const { snapshot, receivedAt } = action;
   const heartbeats = isUpstreamError(snapshot.apiservers) ? null : snapshot.apiservers;
+  const fleet = snapshot.fleet === undefined || isUpstreamError(snapshot.fleet) ? null : snapshot.fleet;
+  const fleetError =
+    snapshot.fleet === undefined ? "this gateway sends no fleet figures" : isUpstreamError(snapshot.fleet) ? snapshot.fleet.error : null;
   return {
     latest: snapshot,
     receivedAt,
-    history: addSnapshot(state.history, snapshot),
+    fleet,
+    fleetError,
+    history: fleet === null ? state.history : mergeFleet(state.history, fleet),
+    gateways: trackInstances(state.gateways, fleet?.gateways ?? null, snapshot.generated_at, GATEWAY_LATE_AFTER),
     instances: trackInstances(state.instances, heartbeats, snapshot.generated_at),
   };
 }
 
-const INITIAL: LiveState = { latest: null, receivedAt: null, history: EMPTY_HISTORY, instances: [] };
+const INITIAL: LiveState = {
+  latest: null,
+  receivedAt: null,
+  fleet: null,
+  fleetError: null,
+  history: EMPTY_HISTORY,
+  gateways: [],
+  instances: [],
+};
 
 export function useLive(client: ApiClient): LiveState & { status: StreamStatus; stale: boolean; forbidden: boolean } {
   const [state, dispatch] = useReducer(liveReducer, INITIAL);

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { formatAgo, formatCount, formatDuration, formatMs, formatRate, formatRatio } from "./format";
+import { CLOCK_INCREMENTS, clockLabels, formatAgo, formatClock, formatCount, formatDuration, formatMs, formatRate, formatRatio } from "./format";
 
 describe("format", () => {
   it("counts", () => {
@@ -31,5 +31,22 @@ describe("format", () => {
     expect(formatDuration(-1)).toBe("—");
     expect(formatAgo(0.2)).toBe("just now");
     expect(formatAgo(12)).toBe("12s ago");
+  });
+
+  it("labels time ticks distinctly whatever the span", () => {
+    const start = Date.UTC(2025, 0, 1, 12, 0, 0) / 1000;
+    for (const increment of CLOCK_INCREMENTS.filter((step) => step <= 3600)) {
+      const ticks = Array.from({ length: 12 }, (_, i) => start + i * increment);
+      const labels = clockLabels(ticks, increment);
+      expect(new Set(labels).size, `ticks ${increment} s apart: ${labels.join(" ")}`).toBe(ticks.length);
+    }
+    // Whole minutes drop the seconds; anything finer keeps them.
+    expect(clockLabels([start, start + 60], 60)).toEqual([formatClock(start).slice(0, 5), formatClock(start + 60).slice(0, 5)]);
+    expect(clockLabels([start, start + 5], 5)[1]).toBe(formatClock(start + 5));
+  });
+
+  it("never steps a time axis by less than a second (sub-second ticks all read the same hh:mm:ss)", () => {
+    expect(Math.min(...CLOCK_INCREMENTS)).toBe(1);
+    expect(new Set([0, 0.2, 0.4].map((offset) => formatClock(1_700_000_000 + offset))).size).toBe(1);
   });
 });

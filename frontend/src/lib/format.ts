@@ -68,3 +68,16 @@ export function formatClock(epochSeconds: number): string {
   const date = new Date(epochSeconds * 1000);
   return [date.getHours(), date.getMinutes(), date.getSeconds()].map((n) => String(n).padStart(2, "0")).join(":");
 }
+
+/**
+ * The steps a time axis may put between its ticks, in seconds. uPlot's own list goes down to milliseconds, so a
+ * few seconds of data got ticks 0.2 s apart, all labelled with the same hh:mm:ss; a whole second at least keeps
+ * every label distinct.
+ */
+export const CLOCK_INCREMENTS = [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
+
+/** Labels for time ticks `increment` seconds apart: hh:mm on whole minutes, else hh:mm:ss (distinct either way). */
+export function clockLabels(ticks: number[], increment: number): string[] {
+  const seconds = increment % 60 !== 0 || ticks.some((tick) => new Date(tick * 1000).getSeconds() !== 0);
+  return ticks.map((tick) => (seconds ? formatClock(tick) : formatClock(tick).slice(0, 5)));
+}

@@ -1,17 +1,18 @@
-// The live view's state: a reducer that turns each snapshot's cumulative counters into per-second rates and
-// windowed latency percentiles, keeping the last few minutes for the charts.
+// The charts' data: the gateway fleet's seconds, kept server-side in Redis (gateway/fleet.py), merged as they
+// arrive and turned into per-second rates and windowed latency percentiles.
 //
-//   snapshot ─► counters (requests, 429, 5xx, decisions per tier, latency histogram)
-//            ─► rates = Δcounters / Δt against the previous snapshot
-//            ─► p50/p95/p99 from the histogram's Δ over the last LATENCY_WINDOW seconds
+//   stream's first event ─► the fleet's last 15 minutes (so a reload, or another gateway, opens on full charts)
+//   every later event    ─► its last few seconds: a second seen before is replaced (a gateway's late share)
+//   seconds ─► one point per second from the oldest kept to the newest; a second no gateway reported is a gap
+//            ─► rates = the second's counts / step; p50/p95/p99 from the histogram summed over LATENCY_WINDOW
 //
-// A gateway restart (other instance name, shorter uptime, a counter that went down) starts a new baseline:
-// no negative or huge spike is drawn, and points already on the chart stay.
+// Every gateway adds its own share into the same second, so a gateway that restarts, joins or leaves moves no
+// baseline and never draws a spike.
 
-import { histogramDelta, histogramQuantile } from "./quantile";
-import type { GatewaySnapshot, Snapshot } from "./types";
+import { histogramQuantile } from "./quantile";
+import type { FleetSecond, FleetView } from "./types";
 
-export const HISTORY_SECONDS = 300;
+export const HISTORY_SECONDS = 900;
 export const LATENCY_WINDOW = 5;
 
 export interface DecisionCounts {
@@ -19,124 +20,100 @@ export interface DecisionCounts {
   limited: number;
 }
 
-export interface Counters {
-  t: number;
-  instance: string;
-  uptime: number;
-  requests: number;
-  tooMany: number;
-  serverErrors: number;
-  decisions: Record<string, DecisionCounts>;
-  latency: number[] | null;
-  le: (number | null)[] | null;
-}
-
 export interface Point {
   t: number;
-  rps: number;
-  tooManyPerSecond: number;
-  serverErrorsPerSecond: number;
+  rps: number | null;
+  tooManyPerSecond: number | null;
+  serverErrorsPerSecond: number | null;
   p50: number | null;
   p95: number | null;
   p99: number | null;
-  decisions: Record<string, DecisionCounts>;
+  /** Null in a gap: no gateway reported that second. */
+  decisions: Record<string, DecisionCounts> | null;
 }
 
 export interface History {
-  samples: Counters[];
+  step: number;
+  le: (number | null)[] | null;
+  seconds: FleetSecond[];
   points: Point[];
 }
 
-export const EMPTY_HISTORY: History = { samples: [], points: [] };
+export const EMPTY_HISTORY: History = { step: 1, le: null, seconds: [], points: [] };
 
-export function countersOf(snapshot: Snapshot): Counters {
-  const gateway: GatewaySnapshot = snapshot.gateway;
-  const byStatus = gateway.http?.responses_by_status;
-  const sumWhere = (match: (status: string) => boolean) =>
-    byStatus ? Object.entries(byStatus).reduce((sum, [status, n]) => (match(status) ? sum + n : sum), 0) : null;
-  const decisions: Record<string, DecisionCounts> = {};
-  for (const [tier, counts] of Object.entries(gateway.rate_limit_decisions ?? {})) {
-    decisions[tier] = { allowed: counts.allowed ?? 0, limited: counts.limited ?? 0 };
+/** Merge a fleet view's seconds (replacing those already known) and keep the last HISTORY_SECONDS. */
+export function mergeFleet(history: History, fleet: FleetView, keepSeconds = HISTORY_SECONDS): History {
+  if (fleet.history.length === 0) return history;
+  const byTime = new Map(history.seconds.map((second) => [second.t, second]));
+  for (const second of fleet.history) byTime.set(second.t, second);
+  const newest = Math.max(...byTime.keys());
+  const seconds = [...byTime.values()].filter((second) => second.t > newest - keepSeconds).sort((a, b) => a.t - b.t);
+  const step = fleet.step > 0 ? fleet.step : 1;
+  return { step, le: fleet.le, seconds, points: pointsOf(seconds, step, fleet.le) };
+}
+
+function gap(t: number): Point {
+  return { t, rps: null, tooManyPerSecond: null, serverErrorsPerSecond: null, p50: null, p95: null, p99: null, decisions: null };
+}
+
+/** One point per step from the first second to the last, oldest first. */
+export function pointsOf(seconds: FleetSecond[], step: number, le: (number | null)[]): Point[] {
+  const first = seconds[0];
+  const last = seconds[seconds.length - 1];
+  if (first === undefined || last === undefined) return [];
+  const byTime = new Map(seconds.map((second) => [second.t, second]));
+  const points: Point[] = [];
+  for (let t = first.t; t <= last.t; t += step) {
+    const second = byTime.get(t);
+    if (second === undefined) {
+      points.push(gap(t));
+      continue;
+    }
+    const decisions: Record<string, DecisionCounts> = {};
+    for (const [tier, counts] of Object.entries(second.decisions)) {
+      decisions[tier] = { allowed: (counts.allowed ?? 0) / step, limited: (counts.limited ?? 0) / step };
+    }
+    points.push({
+      t,
+      rps: second.requests / step,
+      tooManyPerSecond: second.too_many / step,
+      serverErrorsPerSecond: second.server_errors / step,
+      ...percentiles(byTime, t, step, le),
+      decisions,
+    });
   }
-  return {
-    t: snapshot.generated_at,
-    instance: gateway.instance,
-    uptime: gateway.uptime,
-    requests: sumWhere(() => true) ?? gateway.requests,
-    tooMany: sumWhere((status) => status === "429") ?? 0,
-    serverErrors: sumWhere((status) => status.startsWith("5")) ?? gateway.responses_by_class?.["5xx"] ?? 0,
-    decisions,
-    latency: gateway.http?.latency_seconds.cumulative ?? null,
-    le: gateway.http?.latency_seconds.le ?? null,
-  };
+  return points;
 }
 
-/** True when `later` cannot continue `earlier`'s counters (another process, or a restart). */
-export function isReset(earlier: Counters, later: Counters): boolean {
-  if (earlier.instance !== later.instance || later.uptime < earlier.uptime) return true;
-  if (later.requests < earlier.requests || later.tooMany < earlier.tooMany) return true;
-  return later.serverErrors < earlier.serverErrors;
-}
-
-function perSecond(later: number, earlier: number, dt: number): number {
-  return Math.max(0, (later - earlier) / dt);
-}
-
-function latencyPercentiles(window: Counters, current: Counters): Pick<Point, "p50" | "p95" | "p99"> {
-  const none = { p50: null, p95: null, p99: null };
-  if (!current.latency || !window.latency || !current.le) return none;
-  // The difference of two cumulative histograms is the cumulative histogram of the requests in between.
-  const cumulative = histogramDelta(current.latency, window.latency);
-  if (cumulative === null) return none;
+function percentiles(
+  byTime: Map<number, FleetSecond>,
+  t: number,
+  step: number,
+  le: (number | null)[],
+): Pick<Point, "p50" | "p95" | "p99"> {
+  // Cumulative histograms add up: the window's histogram is the sum of its seconds'.
+  let window: number[] | null = null;
+  for (let back = 0; back < LATENCY_WINDOW; back += step) {
+    const latency = byTime.get(t - back)?.latency;
+    if (!latency || latency.length !== le.length) continue;
+    window = window === null ? [...latency] : window.map((count, i) => count + (latency[i] ?? 0));
+  }
   const ms = (q: number) => {
-    const seconds = histogramQuantile(current.le ?? [], cumulative, q);
+    const seconds = window === null ? null : histogramQuantile(le, window, q);
     return seconds === null ? null : seconds * 1000;
   };
   return { p50: ms(0.5), p95: ms(0.95), p99: ms(0.99) };
 }
 
-export function pointBetween(previous: Counters, window: Counters, current: Counters): Point | null {
-  const dt = current.t - previous.t;
-  if (!(dt > 0)) return null;
-  const decisions: Record<string, DecisionCounts> = {};
-  for (const [tier, now] of Object.entries(current.decisions)) {
-    const before = previous.decisions[tier] ?? { allowed: 0, limited: 0 };
-    decisions[tier] = {
-      allowed: perSecond(now.allowed, before.allowed, dt),
-      limited: perSecond(now.limited, before.limited, dt),
-    };
-  }
-  return {
-    t: current.t,
-    rps: perSecond(current.requests, previous.requests, dt),
-    tooManyPerSecond: perSecond(current.tooMany, previous.tooMany, dt),
-    serverErrorsPerSecond: perSecond(current.serverErrors, previous.serverErrors, dt),
-    ...latencyPercentiles(window, current),
-    decisions,
-  };
-}
-
-export function addSnapshot(history: History, snapshot: Snapshot, keepSeconds = HISTORY_SECONDS): History {
-  const current = countersOf(snapshot);
-  const previous = history.samples[history.samples.length - 1];
-  if (previous !== undefined && current.t <= previous.t) return history; // a replayed or out-of-order event
-  const fresh = previous === undefined || isReset(previous, current);
-  const samples = fresh ? [current] : [...history.samples, current];
-  const cutoff = current.t - keepSeconds;
-  const kept = samples.filter((sample) => sample.t >= current.t - LATENCY_WINDOW - 1 || sample === current);
-  let points = history.points;
-  if (!fresh && previous !== undefined) {
-    const window = samples.find((sample) => sample.t >= current.t - LATENCY_WINDOW) ?? previous;
-    const point = pointBetween(previous, window === current ? previous : window, current);
-    if (point !== null) points = [...points, point];
-  }
-  return { samples: kept, points: points.filter((point) => point.t >= cutoff) };
+/** The newest point: the "now" figures. */
+export function latestPoint(history: History): Point | undefined {
+  return history.points[history.points.length - 1];
 }
 
 /** The tiers seen anywhere in the kept points, in a stable order. */
 export function tiersIn(points: Point[]): string[] {
   const order = ["anonymous", "free", "pro", "enterprise"];
   const seen = new Set<string>();
-  for (const point of points) for (const tier of Object.keys(point.decisions)) seen.add(tier);
+  for (const point of points) for (const tier of Object.keys(point.decisions ?? {})) seen.add(tier);
   return [...seen].sort((a, b) => (order.indexOf(a) + 1 || 99) - (order.indexOf(b) + 1 || 99) || a.localeCompare(b));
 }

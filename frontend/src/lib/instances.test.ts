@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { breakerOf, FORGET_AFTER, trackInstances } from "./instances";
+import { gatewayRow } from "./testing";
 import type { InstanceHeartbeat } from "./types";
 
 function beat(instance: string, ts: number, external = "closed"): InstanceHeartbeat {
@@ -33,5 +34,15 @@ describe("trackInstances", () => {
     expect(trackInstances(tracked, null, 50)).toBe(tracked);
     expect(breakerOf(tracked[0]!, "external-api")).toBe("open");
     expect(breakerOf(tracked[0]!, "redis-cache")).toBeNull();
+  });
+
+  it("tracks gateway rows with their own lateness", () => {
+    const rows = [gatewayRow("gateway-2", 100), gatewayRow("gateway-10", 96)];
+    const tracked = trackInstances([], rows, 100, 3);
+    expect(tracked.map((row) => [row.id, row.state])).toEqual([
+      ["gateway-2", "up"],
+      ["gateway-10", "late"],
+    ]);
+    expect(trackInstances(tracked, [rows[0]!], 101, 3).find((row) => row.id === "gateway-10")?.state).toBe("missing");
   });
 });

@@ -1,5 +1,5 @@
-// The shapes of what the gateway's admin API sends (gateway/admin/routes.py, balancer/backend.py,
-// apiserver/heartbeat.py). Every part may be an `{error}` object when that tier did not answer.
+// The shapes of what the gateway's admin API sends (gateway/admin/routes.py, gateway/fleet.py,
+// balancer/backend.py, apiserver/heartbeat.py). Every part may be an `{error}` object when that tier did not answer.
 
 export interface UpstreamError {
   error: string;
@@ -91,9 +91,53 @@ export interface InstanceHeartbeat {
   breakers: BreakerSnapshot[];
 }
 
+/** One gateway's heartbeat row (gateway/fleet.py): its snapshot, under its fleet id, with its latest rates. */
+export interface GatewayRow extends GatewaySnapshot {
+  ts: number;
+  port?: number;
+  workers?: number;
+  /** Per second over its last beat; null on its first beat. */
+  rates: { requests: number; too_many: number; server_errors: number } | null;
+}
+
+/** The live gateways' cumulative figures, summed. */
+export interface FleetTotal {
+  requests: number;
+  shed: number;
+  responses_by_class: Record<string, number>;
+  rate_limit_decisions: Record<string, Record<string, number>>;
+  logins: Record<string, number>;
+  http: { responses_by_status: Record<string, number>; latency_seconds: LatencyHistogram };
+}
+
+/** One second of the whole fleet's traffic, as every gateway added its share in Redis; `t` is the second's end. */
+export interface FleetSecond {
+  t: number;
+  gateways: number;
+  requests: number;
+  too_many: number;
+  server_errors: number;
+  decisions: Record<string, Record<string, number>>;
+  /** Cumulative counts under each bound of the fleet's `le`; null when no request was timed that second. */
+  latency: number[] | null;
+}
+
+export interface FleetView {
+  step: number;
+  live_ttl: number;
+  le: (number | null)[];
+  gateways: GatewayRow[];
+  total: FleetTotal;
+  /** The last 15 minutes in a stream's first event, the last few seconds afterwards. */
+  history: FleetSecond[];
+}
+
 export interface Snapshot {
   generated_at: number;
+  /** The gateway process that answers this stream. */
   gateway: GatewaySnapshot;
+  /** Every live gateway (absent from a gateway older than the fleet view). */
+  fleet?: FleetView | UpstreamError;
   balancer: BalancerStatus | UpstreamError;
   apiservers: InstanceHeartbeat[] | UpstreamError;
 }
