@@ -3,12 +3,14 @@
 Request path, outermost first::
 
     request context (X-Request-ID, traceparent) ─► metrics ─► problem+json errors
-      ─► edge hygiene (canonical path, JSON bodies, size, in-flight shedding)
+      ─► edge hygiene (canonical path, JSON bodies, size, in-flight shedding; CORS preflights answered here)
       ─► authentication (JWT | API key | anonymous by client address)
       ─► rate limit (one Redis round trip: decide, count, revocation check)
       ─► gateway handlers (auth, keys, admin, docs) | proxy allow-list ─► balancer
 
 ``/health``, ``/ready`` and ``/metrics`` skip authentication and rate limiting: probes must never be refused.
+CORS preflights (``gateway.cors``) never reach authentication or the API's limits: a per-address guard in the
+edge bounds them.
 The dashboard's static files (``/dashboard/...``) skip the API's rate limits and guard themselves (see
 ``gateway.dashboard``); its API calls are limited like any other.
 """
@@ -27,7 +29,7 @@ from prometheus_client import Counter
 
 from database.accounts import DEV_ACCOUNTS
 from gateway.admin.accounts import add_account_routes
-from gateway.admin.routes import add_admin_routes
+from gateway.admin.routes import add_admin_routes, gateway_snapshot
 from gateway.admin.stream import add_stream_route
 from gateway.admin.upstream import AdminClient
 from gateway.auth.apikeys import ApiKeys
@@ -38,8 +40,10 @@ from gateway.auth.throttle import LoginThrottle
 from gateway.auth.token_cache import VerifiedTokenCache
 from gateway.auth.tokens import AccessTokens
 from gateway.auth.users import UserRepository
+from gateway.cors import Cors
 from gateway.dashboard import RATE_LIMIT_EXEMPT_PATHS, RATE_LIMIT_EXEMPT_PREFIXES, add_dashboard_routes
 from gateway.edge import edge_middleware
+from gateway.fleet import fleet_heartbeat
 from gateway.keys import ADMIN, API_KEYS, LIMITER, REFRESH, SETTINGS, STATS, THROTTLE, TOKENS, UPSTREAM, USERS
 from gateway.openapi import add_openapi_route
 from gateway.proxying import add_proxy_routes
@@ -58,6 +62,7 @@ from shared.netaddr import client_address
 from shared.passwords import verify_password
 from shared.resources import make_redis, pg_context
 from shared.settings import SettingsError
+from shared.tracing import Tracing
 from shared.upstream import Upstream
 
 PROBES = frozenset({"/health", "/ready", "/metrics"})
@@ -126,12 +131,22 @@ def build_limiter(settings: GatewaySettings, redis: RedisClient, metrics: Metric
 
 
 def middlewares(
-    settings: GatewaySettings, app: web.Application, metrics: Metrics, stats: GatewayStats, tokens: AccessTokens
+    settings: GatewaySettings,
+    app: web.Application,
+    metrics: Metrics,
+    stats: GatewayStats,
+    tokens: AccessTokens,
+    tracing: Tracing,
 ) -> list[Middleware]:
     return [
-        request_middleware(metrics=metrics),  # request id, traceparent, metrics and problem+json in one layer
-        edge_middleware(
-            max_body=settings.max_body_bytes, max_in_flight=settings.max_in_flight, stats=stats, exempt=PROBES
+        # request id, traceparent and server span, metrics and problem+json in one layer
+        request_middleware(metrics=metrics, tracing=tracing),
+        edge_middleware(  # also answers CORS preflights and sets the CORS and no-store headers (gateway.cors)
+            max_body=settings.max_body_bytes,
+            max_in_flight=settings.max_in_flight,
+            stats=stats,
+            exempt=PROBES,
+            cors=Cors(settings.cors, trusted_proxies=settings.common.trusted_proxies),
         ),
         authentication_middleware(
             tokens=VerifiedTokenCache(tokens),
@@ -166,7 +181,9 @@ def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.t
     app[INSTANCE_ID] = settings.common.instance_id
     app[REDIS], app[TOKENS] = redis, tokens
     app[LIMITER] = build_limiter(settings, redis, metrics)
-    app.middlewares.extend(middlewares(settings, app, metrics, stats, tokens))
+    # The edge: a client's sampled flag counts only from TRUSTED_PROXIES (see shared.tracing).
+    tracing = Tracing("gateway", settings.common.instance_id, trusted_callers=settings.common.trusted_proxies)
+    app.middlewares.extend(middlewares(settings, app, metrics, stats, tokens, tracing))
     app[THROTTLE] = LoginThrottle(
         redis,
         max_per_account=settings.login_max_failures_account,
@@ -182,10 +199,12 @@ def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.t
     )
     app.cleanup_ctx.extend(
         [
+            tracing.context,  # first in, last out: spans of the last requests are flushed after everything closed
             close_redis,
             close_upstream,
             pg_context(settings.database_url, max_size=settings.pg_pool_size),
             stores_context(settings),
+            fleet_heartbeat(gateway_snapshot),  # this gateway's figures to Redis, once a second
         ]
     )
     _add_routes(app, metrics)

@@ -10,6 +10,16 @@
   queues nowhere and recovers at once.
 
 Header sizes and counts are bounded by the HTTP parser (``handler_args`` in ``create_app``).
+
+The same layer applies the API's cross-origin and caching rules, so no extra middleware runs per request:
+
+* a CORS preflight to the API is answered here (``gateway.cors``), before authentication, the API's rate limits
+  and the balancer;
+* every error (problems, aiohttp's own 404/405/413, a handler's unexpected exception, the shedding 503) is
+  rendered here with ``Cache-Control: no-store`` and, for an allowed origin, the CORS headers: a browser shows
+  a page the status and problem only with them;
+* an API answer a handler sent without a ``Cache-Control`` gets ``no-store`` (the gateway's own routes: tokens,
+  keys, the admin API); proxied answers already carry their policy (``gateway.caching``).
 """
 
 from __future__ import annotations
@@ -20,12 +30,16 @@ from collections.abc import Collection
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from gateway.cors import CORS_PATHS, Cors
 from gateway.stats import GatewayStats
-from shared.errors import Problem
+from shared.errors import Problem, render_exception
 
 _ENCODED_TRICKS = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_TYPES = ("application/json", "application/merge-patch+json")
+API_PREFIX = "/api/"
+CACHE_CONTROL = "Cache-Control"
+ALLOW_ORIGIN = "Access-Control-Allow-Origin"
 
 
 def check_path(raw_path: str) -> None:
@@ -52,38 +66,65 @@ def check_body(request: web.Request, max_body: int) -> None:
         raise Problem(413, "Payload Too Large", f"The body must be at most {max_body} bytes.")
 
 
+def overloaded() -> Problem:
+    return Problem(
+        503,
+        "Service Unavailable",
+        "The gateway is overloaded; try again shortly.",
+        type_="overloaded",
+        headers={"Retry-After": "1"},
+    )
+
+
 def edge_middleware(
-    *, max_body: int, max_in_flight: int, stats: GatewayStats, exempt: Collection[str] = ()
+    *,
+    max_body: int,
+    max_in_flight: int,
+    stats: GatewayStats,
+    exempt: Collection[str] = (),
+    cors: Cors | None = None,
 ) -> Middleware:
     in_flight = 0
+    policy = cors if cors is not None and cors.enabled else None
 
     @web.middleware
     async def guard_edge(request: web.Request, handler: Handler) -> web.StreamResponse:
         nonlocal in_flight
         check_path(request.raw_path)
-        if request.path in exempt:
+        path = request.path
+        if path in exempt:
             return await handler(request)
-        check_body(request, max_body)
-        if in_flight >= max_in_flight:
-            stats.shed()
-            raise Problem(
-                503,
-                "Service Unavailable",
-                "The gateway is overloaded; try again shortly.",
-                type_="overloaded",
-                headers={"Retry-After": "1"},
-            )
-        in_flight += 1
-        stats.in_flight.inc()
+        cross = policy if policy is not None and path.startswith(CORS_PATHS) else None
+        if cross is not None and cross.is_preflight(request):
+            return await cross.preflight(request)
+        admitted = False
         try:
+            check_body(request, max_body)
+            if in_flight >= max_in_flight:
+                stats.shed()
+                raise overloaded()
+            in_flight += 1
+            admitted = True
+            stats.in_flight.inc()
             response = await handler(request)
-        except (Problem, web.HTTPException) as exc:
-            stats.response(exc.status)
-            raise
+        except Exception as exc:  # rendered as request_middleware would, plus the headers below
+            response = render_exception(request, exc)
+            if response.status >= 400:
+                response.headers[CACHE_CONTROL] = "no-store"
         finally:
-            in_flight -= 1
-            stats.in_flight.dec()
-        stats.response(response.status)
+            if admitted:
+                in_flight -= 1
+                stats.in_flight.dec()
+        if admitted:
+            stats.response(response.status)
+        if not response.prepared:
+            headers = response.headers
+            if cross is not None and ALLOW_ORIGIN not in headers:
+                allowed = cross.response_headers(request)
+                if allowed is not None:
+                    headers.update(allowed)
+            if CACHE_CONTROL not in headers and path.startswith(API_PREFIX):
+                headers[CACHE_CONTROL] = "no-store"
         return response
 
     return guard_edge

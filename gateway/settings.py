@@ -7,9 +7,11 @@ Every variable is read here and nowhere else. A bad value stops the process with
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from shared.identity import Tier
 from shared.netaddr import IPNetwork
@@ -98,6 +100,116 @@ class RateLimitSettings:
         )
 
 
+# Cross-origin calls (gateway.cors): what a page on another origin may send.
+CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+DEFAULT_CORS_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+DEFAULT_CORS_HEADERS = (
+    "Authorization",
+    "Content-Type",
+    "X-API-Key",
+    "X-Request-ID",
+    "If-Match",
+    "If-None-Match",
+    "Idempotency-Key",
+    "traceparent",
+    "tracestate",
+)
+_HEADER_NAME = re.compile(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+")  # an RFC 9110 token
+
+
+def _origin(value: str) -> str:
+    """``scheme://host[:port]`` as a browser serialises it in ``Origin`` (lower case, no default port)."""
+    if value == "*":
+        return value
+    problem = f"CORS_ALLOW_ORIGINS: {value!r} is not an origin (expected * or http(s)://host[:port], no path)"
+    try:
+        parts = urlsplit(value.lower())
+        port = parts.port
+    except ValueError:
+        raise SettingsError(problem) from None
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or not value.isascii()
+        or "*" in value
+        or parts.username is not None
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise SettingsError(problem)
+    host = f"[{parts.hostname}]" if ":" in parts.hostname else parts.hostname
+    default_port = 443 if parts.scheme == "https" else 80
+    return f"{parts.scheme}://{host}" + (f":{port}" if port is not None and port != default_port else "")
+
+
+@dataclass(frozen=True, slots=True)
+class CorsSettings:
+    """Cross-origin calls (``gateway.cors``): off when ``allow_origins`` is empty, any page when it is ``("*",)``."""
+
+    allow_origins: tuple[str, ...]
+    allow_methods: tuple[str, ...]
+    allow_headers: tuple[str, ...]
+    allow_credentials: bool
+    max_age: int
+
+    @property
+    def any_origin(self) -> bool:
+        return self.allow_origins == ("*",)
+
+    @classmethod
+    def from_env(cls, env: Env) -> CorsSettings:
+        origins = tuple(dict.fromkeys(_origin(item) for item in env.items("CORS_ALLOW_ORIGINS")))
+        if "*" in origins and len(origins) > 1:
+            raise SettingsError("CORS_ALLOW_ORIGINS: * cannot be combined with listed origins")
+        methods = env.items("CORS_ALLOW_METHODS", DEFAULT_CORS_METHODS)
+        for method in methods:
+            if method not in CORS_METHODS:
+                raise SettingsError(f"CORS_ALLOW_METHODS: {method!r} is not one of {', '.join(CORS_METHODS)}")
+        headers = env.items("CORS_ALLOW_HEADERS", DEFAULT_CORS_HEADERS)
+        for header in headers:
+            if not _HEADER_NAME.fullmatch(header) or header == "*":
+                raise SettingsError(f"CORS_ALLOW_HEADERS: {header!r} is not a header name (and * is not allowed)")
+        credentials = env.choice("CORS_ALLOW_CREDENTIALS", "false", ("true", "false")) == "true"
+        if credentials and origins == ("*",):
+            # Browsers refuse `*` with credentials; reflecting the caller's Origin instead would hand every site
+            # the user's cookies. Credentials need the origins listed.
+            raise SettingsError("CORS_ALLOW_CREDENTIALS=true: not allowed with CORS_ALLOW_ORIGINS=*; list the origins")
+        return cls(
+            allow_origins=origins,
+            allow_methods=tuple(dict.fromkeys(methods)),
+            allow_headers=tuple(dict.fromkeys(headers)),
+            allow_credentials=credentials,
+            max_age=env.integer("CORS_MAX_AGE", 600, minimum=0, maximum=86_400),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class HttpCacheSettings:
+    """How long browsers (``max_age``) and shared caches (``s_maxage``) may reuse an anonymous read
+    (``gateway.caching``). The defaults follow the apiserver cache's own TTLs (``CacheConfig``): a CDN holds a
+    list no longer than the apiserver would without invalidation (CACHE_LIST_TTL 30 s), s-maxage plus
+    stale-while-revalidate is a resource's CACHE_TTL (60 s), stale-if-error is CACHE_STALE_TTL (600 s), and a
+    browser, which nothing can purge, keeps a copy CACHE_NEGATIVE_TTL (5 s)."""
+
+    max_age: int = 5
+    s_maxage: int = 30
+    stale_while_revalidate: int = 30
+    stale_if_error: int = 600
+
+    @classmethod
+    def from_env(cls, env: Env) -> HttpCacheSettings:
+        default = cls()
+        return cls(
+            max_age=env.integer("HTTP_CACHE_MAX_AGE", default.max_age, minimum=0, maximum=86_400),
+            s_maxage=env.integer("HTTP_CACHE_S_MAXAGE", default.s_maxage, minimum=0, maximum=86_400),
+            stale_while_revalidate=env.integer(
+                "HTTP_CACHE_STALE_WHILE_REVALIDATE", default.stale_while_revalidate, minimum=0, maximum=86_400
+            ),
+            stale_if_error=env.integer("HTTP_CACHE_STALE_IF_ERROR", default.stale_if_error, minimum=0, maximum=604_800),
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class GatewaySettings:
     common: CommonSettings
@@ -123,6 +235,8 @@ class GatewaySettings:
     stream_interval: float
     dashboard_dir: Path
     metrics_allow: tuple[IPNetwork, ...]
+    cors: CorsSettings
+    http_cache: HttpCacheSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, *, port: int | None = None) -> GatewaySettings:
@@ -153,6 +267,8 @@ class GatewaySettings:
             stream_interval=env.number("ADMIN_STREAM_INTERVAL", 1.0, minimum=0.05),
             dashboard_dir=Path(env.text("DASHBOARD_DIR", str(DEFAULT_DASHBOARD_DIR))),
             metrics_allow=env.networks("METRICS_ALLOW") or PRIVATE_NETWORKS,
+            cors=CorsSettings.from_env(env),
+            http_cache=HttpCacheSettings.from_env(env),
         )
 
 
