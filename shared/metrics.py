@@ -67,6 +67,27 @@ class Metrics:
             registry=self.registry,
             multiprocess_mode="livemax",  # across workers: non-zero while any worker's breaker is not closed
         )
+        # Connections on this process's listening port (shared.connections): open ones, the ones refused at once
+        # (reason "per_address" or "total": which cap), and the ones closed for sending no whole head in time.
+        self.connections_open = Gauge(
+            "http_connections_open",
+            "Client connections open on the listening port.",
+            ("service",),
+            registry=self.registry,
+            multiprocess_mode="livesum",  # across workers: the tier's open connections
+        )
+        self.connections_refused = Counter(
+            "http_connections_refused_total",
+            "Connections closed on arrival because a connection cap was reached.",
+            ("service", "reason"),
+            registry=self.registry,
+        )
+        self.header_timeouts = Counter(
+            "http_header_timeouts_total",
+            "Connections closed because a request head was not complete within HEADER_TIMEOUT.",
+            ("service",),
+            registry=self.registry,
+        )
         self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:

@@ -23,6 +23,7 @@ _DEV_SECRETS = frozenset({DEV_INTERNAL_SECRET, DEV_JWT_SECRET})
 MIN_SECRET_BYTES = 32
 MAX_WORKERS = 256
 WORKERS_AUTO = "auto"
+CONNECTIONS_AUTO = "auto"
 
 
 class SettingsError(ValueError):
@@ -128,6 +129,46 @@ def _check_range(name: str, number: float, minimum: float | None, maximum: float
 
 
 @dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """How long a client may take to send a request head, and how many connections it may hold (enforced by
+    :mod:`shared.connections`, per worker process).
+
+    ``max_connections`` None means ``auto``: derived when serving from the open-file limit; 0 means no cap, as does
+    a ``max_connections_per_address`` of 0. Only the gateway faces clients, so only its caps are on by default: the
+    balancer's and apiservers' clients are the tier in front, whose pools (``UPSTREAM_CONNECTIONS``,
+    ``BALANCER_MAX_CONNECTIONS``) bound them and share one address per host. Every tier has the head timeout:
+    the tier in front writes a whole head at once, so only a broken or hostile peer ever meets it.
+    """
+
+    header_timeout: float = 10.0
+    max_connections: int | None = 0
+    max_connections_per_address: int = 0
+
+    @classmethod
+    def from_env(cls, env: Env, *, service: str) -> ConnectionLimits:
+        edge = service == "gateway"
+        return cls(
+            header_timeout=env.number("HEADER_TIMEOUT", 10.0, minimum=0.1, maximum=3600.0),
+            max_connections=_connection_cap(env, "MAX_CONNECTIONS", None if edge else 0),
+            max_connections_per_address=env.integer(
+                "MAX_CONNECTIONS_PER_ADDRESS", 256 if edge else 0, minimum=0, maximum=1_000_000
+            ),
+        )
+
+
+def _connection_cap(env: Env, name: str, default: int | None) -> int | None:
+    """``auto`` (None) or a whole number of connections, 0 for no cap."""
+    value = env.raw(name)
+    if value is None:
+        return default
+    if value.lower() == CONNECTIONS_AUTO:
+        return None
+    if not (value.isascii() and value.isdigit()):
+        raise SettingsError(f"{name}={value!r}: expected a number of connections (0: no cap) or {CONNECTIONS_AUTO}")
+    return env.integer(name, 0, minimum=0, maximum=1_000_000)
+
+
+@dataclass(frozen=True, slots=True)
 class CommonSettings:
     """What every process reads: who it is, how it logs, and the secrets shared across the suite."""
 
@@ -144,6 +185,8 @@ class CommonSettings:
     workers: int = 1
     worker_index: int | None = None
     runtime_dir: str | None = None
+    # HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_ADDRESS: this process's own listening port.
+    connections: ConnectionLimits = ConnectionLimits()
 
     @property
     def production(self) -> bool:
@@ -174,6 +217,7 @@ class CommonSettings:
             workers=workers,
             worker_index=None if index < 0 else index,
             runtime_dir=env.optional_str("WORKER_RUNTIME_DIR"),
+            connections=ConnectionLimits.from_env(env, service=service),
         )
         settings.check_secret("INTERNAL_SECRET", settings.internal_secret)
         return settings

@@ -17,11 +17,11 @@ Why re-execute rather than fork or multiprocessing: a worker is exactly the sing
 interpreter and event loop; prometheus_client reads ``PROMETHEUS_MULTIPROC_DIR`` at import), the parent imports
 no app and holds no socket, and nothing built in the parent leaks into a worker. Workers never start workers:
 ``WORKER_INDEX`` makes them serve. They run in a session of their own so a terminal's Ctrl-C reaches only the
-parent, which forwards exactly one SIGTERM (a second signal would cut aiohttp's drain short); on Linux a worker
+parent, which forwards exactly one SIGTERM (one is what starts the drain); on Linux a worker
 also gets SIGTERM when its parent dies (``PR_SET_PDEATHSIG``), so a parent killed outright leaves no worker
-holding the port. Why by hand rather than gunicorn or supervisord: aiohttp's ``run_app`` stays the server
-unchanged, and the per-tier directory (merged metrics, the balancer's sibling sockets) is the parent's job anyway;
-the loop itself is small.
+holding the port. Why by hand rather than gunicorn or supervisord: :func:`shared.runner.serve` (aiohttp's
+runner behind the connection guard of :mod:`shared.connections`) stays the server unchanged, and the per-tier
+directory (merged metrics, the balancer's sibling sockets) is the parent's job anyway; the loop itself is small.
 """
 
 from __future__ import annotations
