@@ -4,6 +4,8 @@
 # The image defaults to ENVIRONMENT=production, so it refuses to start on development secrets: pass real
 # INTERNAL_SECRET / JWT_SECRET, or ENVIRONMENT=development (docker-compose.yml does the latter for you).
 # Base images are pinned by tag; CI should pin them by digest as well (e.g. with Renovate).
+# No `# syntax=` parser directive: BuildKit would pull that frontend image from a registry before building anything;
+# the engine's built-in Dockerfile frontend builds this file offline (tests/compose builds it with no registry).
 
 # --- 1. the admin dashboard (React + Vite) -> /frontend/dist ----------------------------------------------------
 FROM node:20-bookworm-slim AS dashboard

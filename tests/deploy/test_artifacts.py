@@ -31,6 +31,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from balancer.settings import BalancerSettings
+from shared.health import READY_TIMEOUT
 from tests.deploy import crd_schemas, kustomize_lite
 from tests.deploy.kustomize_lite import Doc, containers, split_image
 
@@ -273,6 +275,15 @@ def test_compose_up_wait_waits_for_every_one_shot_service_to_complete(tmp_path: 
     }
     assert one_shot <= waited, f"nothing waits for {sorted(one_shot - waited)} to complete: up --wait exits 1"
     assert services["gateway"]["depends_on"]["seed"]["condition"] == "service_completed_successfully"
+
+
+def test_compose_balancer_probes_outlast_the_apiservers_readiness_budget(tmp_path: Path) -> None:
+    """With a dependency hung rather than refused (a paused Redis), an apiserver's /ready answers "degraded" 200
+    only after its per-check timeout: a balancer probe that gives up first ejects every apiserver at once."""
+    balancer = compose_model(tmp_path, "docker-compose.yml")["services"]["balancer"]["environment"]
+    settings = BalancerSettings.from_env({**balancer, "BALANCER_BACKENDS": "http://apiserver:3001"})
+    assert settings.health_timeout > READY_TIMEOUT
+    assert BalancerSettings.from_env({"BALANCER_BACKENDS": "http://a:1"}).health_timeout > READY_TIMEOUT
 
 
 def test_compose_bakes_no_secret_and_passes_real_ones_through(tmp_path: Path) -> None:
