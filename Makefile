@@ -28,7 +28,7 @@ bench: $(STAMP)  ## the load benchmark (wrk; about 5 minutes); `make bench-quick
 bench-quick: $(STAMP)  ## the same as `make bench ARGS=--quick`
 	$(BIN)/scalable-api bench --quick $(ARGS)
 
-FUZZ_EXAMPLES ?= 500
+FUZZ_EXAMPLES ?= 1000
 FUZZ_SEED ?= random
 fuzz: $(STAMP)  ## schemathesis, every check and phase, as user and admin, longer and with a random seed (printed; FUZZ_SEED=<seed> replays)
 	FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) FUZZ_SEED=$(FUZZ_SEED) $(BIN)/pytest tests/security/test_schemathesis.py -s -q $(PYTEST_ARGS)

@@ -16,6 +16,8 @@ says which (``instance``, ``worker``, ``workers``).
 from __future__ import annotations
 
 import asyncio
+import math
+import re
 import time
 
 import orjson
@@ -30,6 +32,7 @@ from shared.errors import Problem
 from shared.identity import IDENTITY_HEADER, verify_identity
 
 MAX_DRAIN_WAIT = 300.0
+_SECONDS = re.compile(r"[0-9]{1,12}(\.[0-9]{0,12})?([eE][+-]?[0-9]{1,3})?")
 RELAY_MARGIN = 5.0  # a sibling's answer may take this much longer than the wait it was given
 _log = structlog.get_logger("balancer.control")
 
@@ -93,10 +96,7 @@ async def lb_status(request: web.Request) -> web.Response:
 async def drain_backend(request: web.Request) -> web.Response:
     _require_operator(request)
     backend = _backend(request)
-    try:
-        wait = max(min(float(request.query.get("wait", "30")), MAX_DRAIN_WAIT), 0.0)
-    except ValueError:
-        raise Problem(400, "Bad Request", "wait must be a number of seconds.") from None
+    wait = drain_wait(request.query.get("wait"))
     if not backend.draining:
         _log.warning("backend_draining", backend=backend.id, in_flight=backend.in_flight)
     backend.draining = True
@@ -112,6 +112,17 @@ async def drain_backend(request: web.Request) -> web.Response:
     if siblings.sockets and not siblings.is_relay(request):
         body = _summed(body, answers, siblings.count)
     return _json(body, 200 if body["drained"] else 202)
+
+
+def drain_wait(raw: str | None) -> float:
+    """``?wait=`` as seconds in [0, MAX_DRAIN_WAIT] (default 30): an unsigned decimal (``30``, ``2.5``, ``1e+06`` as
+    ``{:g}`` writes it), so neither ``nan`` nor ``inf`` nor the non-ASCII digits ``float()`` also takes can reach
+    ``asyncio.wait_for``; larger waits are capped."""
+    if raw is None:
+        return 30.0
+    if not _SECONDS.fullmatch(raw) or not math.isfinite(seconds := float(raw)):
+        raise Problem(400, "Bad Request", "wait must be a number of seconds, such as 30 or 2.5.")
+    return min(seconds, MAX_DRAIN_WAIT)
 
 
 def _summed(body: dict[str, object], answers: list[Answer | None], count: int) -> dict[str, object]:

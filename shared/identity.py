@@ -84,7 +84,7 @@ def verify_identity(
     header: str | None, secret: str, *, now: float | None = None, max_age: float = DEFAULT_MAX_AGE
 ) -> Identity:
     """The identity in ``header`` if it is authentic and fresh, else :data:`ANONYMOUS`."""
-    if not header or len(header) > 256:
+    if not header or len(header) > 256 or not header.isascii():  # compare_digest and encode() need ASCII
         return ANONYMOUS
     payload, _, mac = header.rpartition(".")
     if not hmac.compare_digest(mac, _mac(secret.encode(), payload)):

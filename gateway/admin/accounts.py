@@ -6,7 +6,7 @@ import ipaddress
 
 from aiohttp import web
 
-from gateway.http import invalid, json_response, path_id
+from gateway.http import BIGINT_MAX, invalid, json_response, path_id, query_int
 from gateway.keys import LIMITER, PRINCIPAL, REFRESH, SETTINGS, USERS
 from shared.authz import require_admin
 from shared.bodies import read_json_object
@@ -18,11 +18,8 @@ PAGE_MAX = 100
 
 async def list_users(request: web.Request) -> web.Response:
     require_admin(request[PRINCIPAL].identity)
-    try:
-        after = int(request.query.get("after", "0"))
-        limit = min(max(int(request.query.get("limit", "50")), 1), PAGE_MAX)
-    except ValueError:
-        raise invalid("after/limit", "must be integers") from None
+    after = query_int(request.query, "after", default=0, low=0, high=BIGINT_MAX)
+    limit = query_int(request.query, "limit", default=50, low=1, high=PAGE_MAX)
     users = await request.app[USERS].page(after=after, limit=limit)
     next_after = users[-1].id if len(users) == limit else None
     return json_response({"data": [user.public() for user in users], "next_after": next_after})
@@ -30,8 +27,9 @@ async def list_users(request: web.Request) -> web.Response:
 
 async def update_user(request: web.Request) -> web.Response:
     """Change role, tier or disabled. New claims reach access tokens at the next refresh (≤ ACCESS_TOKEN_TTL);
-    disabling revokes every refresh token at once."""
-    require_admin(request[PRINCIPAL].identity)
+    disabling revokes every refresh token at once. An admin cannot demote or disable their own account (403):
+    another admin must, so the last admin can never lock everyone out."""
+    admin = require_admin(request[PRINCIPAL].identity)
     user_id = path_id(request)
     body = await read_json_object(request, max_body=4096)
     unknown = sorted(set(body) - {"role", "tier", "disabled"})
@@ -45,6 +43,13 @@ async def update_user(request: web.Request) -> web.Response:
         raise invalid("tier", f"must be one of {', '.join(sorted(ACCOUNT_TIERS))}")
     if "disabled" in body and not isinstance(disabled, bool):
         raise invalid("disabled", "must be true or false")
+    if user_id == admin.user_id and (disabled is True or ("role" in body and role != "admin")):
+        raise Problem(
+            403,
+            "Forbidden",
+            "An admin cannot remove their own admin role or disable their own account; ask another admin.",
+            type_="self-lockout",
+        )
     user = await request.app[USERS].update(user_id, role=role, tier=tier, disabled=disabled)
     if user is None:
         raise Problem(404, "Not Found", f"No user with id {user_id}.")
@@ -79,8 +84,8 @@ async def _resolve(request: web.Request, identifier: str) -> tuple[str, Tier]:
     kind, _, value = identifier.partition(":")
     if kind == "ip" or _is_address(identifier):
         address = value if kind == "ip" else identifier
-        if not _is_address(address):
-            raise invalid("identifier", "is not an IP address")
+        if not _is_address(address):  # names no client, as an unknown email names no user
+            raise Problem(404, "Not Found", "No such address: ip: must be followed by an IPv4 or IPv6 address.")
         return f"ip:{ipaddress.ip_address(address)}", "anonymous"
     users = request.app[USERS]
     if kind == "user" or identifier.isdigit():

@@ -4,7 +4,7 @@ Each event is ``event: snapshot`` with the JSON of ``/api/v1/admin/dashboard``; 
 proxies flush the headers at once. The first event's ``fleet.history`` holds the gateway fleet's last 15 minutes
 (kept in Redis, so a reload, or a page served by another gateway, opens on the same charts), later ones its last
 few seconds. The loop ends when the client goes away (the write fails) or on shutdown (the handler is
-cancelled); ``max_events`` (query) bounds a stream for tests and scripts.
+cancelled); ``max_events`` (query, 1 to 1,000,000, anything else a 422) bounds a stream for tests and scripts.
 """
 
 from __future__ import annotations

@@ -37,6 +37,8 @@ def bearer_token(header: str | None) -> str | None:
     scheme, _, token = header.strip().partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise unauthorized("The Authorization header must be 'Bearer <token>'.")
+    if not token.isascii():  # a JWT is base64url; bytes that are not UTF-8 arrive here as lone surrogates
+        raise unauthorized("The access token is invalid or expired.")
     return token.strip()
 
 
@@ -77,7 +79,8 @@ async def principal_of(
         )
     key = request.headers.get(API_KEY_HEADER)
     if key is not None:
-        owner = await api_keys().authenticate(key.strip())
+        # Keys are ASCII; anything else (bytes that are not UTF-8 arrive as lone surrogates) matches no key.
+        owner = await api_keys().authenticate(key.strip()) if key.isascii() else None
         if owner is None:
             raise unauthorized("The API key is invalid or revoked.")
         identity = Identity(user_id=owner.user_id, role=owner.role, tier=owner.tier, method="api_key")

@@ -18,7 +18,7 @@ from gateway.auth.middleware import signed_in, unauthorized
 from gateway.auth.refresh import InvalidRefresh, RefreshReused
 from gateway.auth.revocation import revoke_access_tokens
 from gateway.auth.users import User
-from gateway.http import json_response, path_id, text_field
+from gateway.http import json_response, only_fields, path_id, text_field
 from gateway.keys import API_KEYS, PRINCIPAL, REFRESH, STATS, THROTTLE, TOKENS, USERS
 from shared.bodies import read_json_object
 from shared.errors import Problem
@@ -68,7 +68,7 @@ async def _check_password(request: web.Request, email: str, password: str) -> Us
 
 
 async def login(request: web.Request) -> web.Response:
-    body = await read_json_object(request, max_body=AUTH_BODY_MAX)
+    body = only_fields(await read_json_object(request, max_body=AUTH_BODY_MAX), "email", "password")
     email = text_field(body, "email", max_length=320)
     password = text_field(body, "password", max_length=1024)
     user = await _check_password(request, email.strip(), password)
@@ -79,7 +79,7 @@ async def login(request: web.Request) -> web.Response:
 
 
 async def refresh(request: web.Request) -> web.Response:
-    body = await read_json_object(request, max_body=AUTH_BODY_MAX)
+    body = only_fields(await read_json_object(request, max_body=AUTH_BODY_MAX), "refresh_token")
     token = text_field(body, "refresh_token", max_length=256)
     try:
         rotation = await request.app[REFRESH].rotate(token)
@@ -106,7 +106,8 @@ async def logout(request: web.Request) -> web.Response:
     principal = signed_in(request)
     family_id = principal.family_id
     if request.body_exists:
-        token = text_field(await read_json_object(request, max_body=AUTH_BODY_MAX), "refresh_token", max_length=256)
+        body = only_fields(await read_json_object(request, max_body=AUTH_BODY_MAX), "refresh_token")
+        token = text_field(body, "refresh_token", max_length=256)
         family_id = family_id or await request.app[REFRESH].family_of(token, principal.identity.user_id or 0)
     if family_id is not None:
         await request.app[REFRESH].revoke_family(family_id)
@@ -148,7 +149,7 @@ def _require_token_session(request: web.Request) -> int:
 
 async def create_key(request: web.Request) -> web.Response:
     user_id = _require_token_session(request)
-    body = await read_json_object(request, max_body=AUTH_BODY_MAX)
+    body = only_fields(await read_json_object(request, max_body=AUTH_BODY_MAX), "name")
     name = text_field(body, "name", max_length=100)
     try:
         key, info = await request.app[API_KEYS].create(user_id, name.strip())

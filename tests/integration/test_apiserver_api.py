@@ -119,7 +119,7 @@ async def test_create_requires_a_verified_identity(api: Client) -> None:
             "application/json",
             422,
         ),
-        (b'{"name": "\\ud800", "type": "note"}', "application/json", 400),
+        (b'{"name": "\\ud800", "type": "note"}', "application/json", 422),  # I-JSON: a lone surrogate names its field
         (b'{"name": "x", "type": "note", "data": {"n": 1e999999}}', "application/json", 400),
     ],
 )
