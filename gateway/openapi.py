@@ -336,6 +336,62 @@ def _with_responses(operation: Schema, responses: Schema) -> Schema:
     return {**operation, "responses": {**operation["responses"], **responses}}
 
 
+def _header_ref(name: str) -> Schema:
+    return {"$ref": f"#/components/headers/{name}"}
+
+
+# What a cacheable read's 200 and 304 carry (gateway.caching, gateway.cors); none is required: the ETag of a list
+# page cached before pages had versions is absent, and the CORS headers only answer an allowed Origin.
+_CACHEABLE_HEADERS: Schema = {
+    "ETag": _header_ref("ETag"),
+    "Cache-Control": _header_ref("CacheControl"),
+    "Vary": _header_ref("Vary"),
+    "Access-Control-Allow-Origin": _header_ref("AccessControlAllowOrigin"),
+    "Access-Control-Expose-Headers": _header_ref("AccessControlExposeHeaders"),
+}
+
+
+def _cacheable(operation: Schema, not_modified: str) -> Schema:
+    """A public read: its 200 and a 304 (for ``If-None-Match``) with the caching and CORS headers."""
+    ok = {**operation["responses"]["200"], "headers": _CACHEABLE_HEADERS}
+    return _with_responses(operation, {"200": ok, "304": {"description": not_modified, "headers": _CACHEABLE_HEADERS}})
+
+
+_IF_NONE_MATCH = _header("If-None-Match", {"type": "string"}, "An ETag: 304 while it is still current")
+
+_RESPONSE_HEADERS: Schema = {
+    "CacheControl": {
+        "description": "Anonymous GET/HEAD of resources and lists (200, 304): public with max-age, s-maxage, "
+        "stale-while-revalidate and stale-if-error (HTTP_CACHE_*); signed in: private, max-age; every other "
+        "response, errors and 429 included: no-store",
+        "schema": {"type": "string"},
+        "example": "public, max-age=5, s-maxage=30, stale-while-revalidate=30, stale-if-error=600",
+    },
+    "Vary": {
+        "description": "The request headers that change the response (Origin too when CORS lists origins)",
+        "schema": {"type": "string"},
+        "example": "Accept-Encoding, Authorization, X-API-Key",
+    },
+    "ETag": {
+        "description": "A resource: its version; a list page: a hash of the page. Send it back in If-None-Match "
+        "for a 304",
+        "schema": {"type": "string"},
+        "example": '"3"',
+    },
+    "AccessControlAllowOrigin": {
+        "description": "When CORS_ALLOW_ORIGINS allows the caller's Origin: * or that configured origin (never a "
+        "reflected one); absent otherwise",
+        "schema": {"type": "string"},
+    },
+    "AccessControlExposeHeaders": {
+        "description": "The response headers page code may read (with Access-Control-Allow-Origin)",
+        "schema": {"type": "string"},
+        "example": "X-RateLimit-Limit, X-RateLimit-Remaining, X-RateLimit-Reset, RateLimit, RateLimit-Policy, "
+        "Retry-After, ETag, X-Request-ID, Location, Idempotent-Replayed, WWW-Authenticate",
+    },
+}
+
+
 def _json(schema: Schema, description: str = "OK") -> Schema:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -454,20 +510,24 @@ PATHS: Schema = {
         )
     },
     "/api/v1/resources": {
-        "get": _op(
-            "List resources (keyset pagination)",
-            "resources",
-            "listResources",
-            auth="optional",
-            proxied=True,
-            response=_ref("ResourcePage"),
-            params=(
-                _query("type", _RESOURCE_FIELDS["type"], "Only resources of this type"),
-                _query("owner", _integer(1, BIGINT_MAX), "Only resources of this owner (a user id)"),
-                _query("limit", _integer(1, 100), "Page size (default 20)"),
-                _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN}, "next_cursor of the previous page"),
+        "get": _cacheable(
+            _op(
+                "List resources (keyset pagination)",
+                "resources",
+                "listResources",
+                auth="optional",
+                proxied=True,
+                response=_ref("ResourcePage"),
+                params=(
+                    _query("type", _RESOURCE_FIELDS["type"], "Only resources of this type"),
+                    _query("owner", _integer(1, BIGINT_MAX), "Only resources of this owner (a user id)"),
+                    _query("limit", _integer(1, 100), "Page size (default 20)"),
+                    _query("cursor", {"type": "string", "pattern": CURSOR_PATTERN}, "next_cursor of the previous page"),
+                    _IF_NONE_MATCH,
+                ),
+                errors={"400": "An unknown query parameter or a bad value (also: a path not in canonical form)"},
             ),
-            errors={"400": "An unknown query parameter or a bad value (also: a path not in canonical form)"},
+            "Not modified: If-None-Match names the current page (ETag)",
         ),
         "post": _op(
             "Create a resource",
@@ -482,7 +542,7 @@ PATHS: Schema = {
         ),
     },
     "/api/v1/resources/{id}": {
-        "get": _with_responses(
+        "get": _cacheable(
             _op(
                 "Read a resource",
                 "resources",
@@ -490,13 +550,10 @@ PATHS: Schema = {
                 auth="optional",
                 proxied=True,
                 response=_ref("Resource"),
-                params=(
-                    _ID,
-                    _header("If-None-Match", {"type": "string"}, "An ETag: 304 while it is still current"),
-                ),
+                params=(_ID, _IF_NONE_MATCH),
                 errors=_NOT_FOUND,
             ),
-            {"304": {"description": "Not modified: If-None-Match names the current version (ETag)"}},
+            "Not modified: If-None-Match names the current version (ETag)",
         ),
         "put": _op(
             "Replace a resource",
@@ -687,7 +744,13 @@ DOCUMENT: Schema = {
         "X-RateLimit-Limit/Remaining/Reset, RateLimit-Policy and RateLimit. Errors are RFC 9457 problems "
         "(application/problem+json); a 422 names each bad field in `errors`. Bodies are I-JSON (RFC 7493): "
         "UTF-8, and no string or key may hold a lone surrogate escape such as \\ud800 (422). No text anywhere may "
-        "hold NUL (U+0000): PostgreSQL cannot store it (422).",
+        "hold NUL (U+0000): PostgreSQL cannot store it (422). Every response carries Cache-Control: public for "
+        "anonymous reads of resources and lists, private when signed in, no-store otherwise (errors and 429 "
+        "included); cacheable answers carry Vary. With CORS_ALLOW_ORIGINS set, every /api/ response to an allowed "
+        "Origin carries Access-Control-Allow-Origin and Access-Control-Expose-Headers, and the gateway answers "
+        "preflights (OPTIONS with Origin and Access-Control-Request-Method) itself: 204 with "
+        "Access-Control-Allow-Methods/-Headers/-Max-Age, 403 without CORS headers for what is not allowed, 429 "
+        "beyond 600 preflights per 10 s from one address.",
     },
     "servers": [{"url": "/"}],
     "security": _SECURITY["optional"],
@@ -698,6 +761,7 @@ DOCUMENT: Schema = {
         },
         "schemas": _SCHEMAS,
         "parameters": {"IdempotencyKey": _IDEMPOTENCY_KEY},
+        "headers": _RESPONSE_HEADERS,
     },
     "paths": PATHS,
 }
