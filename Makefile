@@ -22,7 +22,7 @@ run: $(STAMP)  ## start PostgreSQL, Redis and the whole stack (embedded unless D
 	@$(MAKE) --no-print-directory frontend || echo "warning: the dashboard build failed (see above); the API starts without /dashboard/"
 	$(BIN)/scalable-api up $(ARGS)
 
-bench: $(STAMP)  ## the load benchmark (wrk; about 5 minutes); `make bench-quick` for a short run
+bench: $(STAMP)  ## the load benchmark (wrk; about 10 minutes with the tracing comparison); `make bench-quick` for a short run
 	$(BIN)/scalable-api bench $(ARGS)
 
 bench-quick: $(STAMP)  ## the same as `make bench ARGS=--quick`
