@@ -19,11 +19,11 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from database.accounts import DEV_ADMIN, DEV_USER
 from database.seed import seed
 from stack.services.ports import free_port, port_answers
+from tests.support.metrics import metric_sum
 from tests.support.polling import wait_until
 from tests.support.stack import Stack, running_stack
 
@@ -157,18 +157,6 @@ async def test_conditional_requests_on_resources_and_lists(stack: Stack, http: a
     assert unchanged.status == 304
 
 
-async def _balancer_saw(http: aiohttp.ClientSession, stack: Stack, method: str) -> float:
-    async with http.get(stack.balancer.url + "/metrics") as response:
-        text = await response.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "http_requests"
-        for sample in family.samples
-        if sample.name == "http_requests_total" and sample.labels.get("method") == method
-    )
-
-
 async def test_preflights_are_answered_at_the_edge_for_free(stack: Stack, http: aiohttp.ClientSession) -> None:
     url = stack.gateway + "/api/v1/resources"
     before = int((await _get(http, url + "/1")).headers["X-RateLimit-Remaining"])
@@ -185,7 +173,7 @@ async def test_preflights_are_answered_at_the_edge_for_free(stack: Stack, http: 
         assert int(answer.headers["Access-Control-Max-Age"]) > 0
     after = int((await _get(http, url + "/1")).headers["X-RateLimit-Remaining"])
     assert after == before - 1, "20 preflights spent none of the anonymous budget"
-    assert await _balancer_saw(http, stack, "OPTIONS") == 0
+    assert await metric_sum(http, stack.balancer.url, "http_requests_total", method="OPTIONS") == 0
 
     refused = await _get(http, url, {**preflight, "Origin": "http://elsewhere.example"}, method="OPTIONS")
     assert refused.status == 403
@@ -266,18 +254,6 @@ def shared_cache(root: Path, upstream: str) -> Iterator[str]:
             process.wait()
 
 
-async def _gateway_served(http: aiohttp.ClientSession, stack: Stack, route: str) -> float:
-    async with http.get(stack.gateway + "/metrics") as response:
-        text = await response.text()
-    return sum(
-        sample.value
-        for family in text_string_to_metric_families(text)
-        if family.name == "http_requests"
-        for sample in family.samples
-        if sample.name == "http_requests_total" and sample.labels.get("route") == route
-    )
-
-
 async def test_a_shared_cache_is_driven_by_the_gateway_headers(
     stack: Stack, http: aiohttp.ClientSession, tmp_path: Path
 ) -> None:
@@ -286,11 +262,13 @@ async def test_a_shared_cache_is_driven_by_the_gateway_headers(
         url = cdn + "/api/v1/resources/1"
         first = await _get(http, url, {"X-Request-ID": "first"})
         assert (first.status, first.headers["X-Shared-Cache"]) == (200, "MISS")
-        served = await _gateway_served(http, stack, route)
+        served = await metric_sum(http, stack.gateway, "http_requests_total", route=route)
         second = await _get(http, url, {"X-Request-ID": "second"})
         assert second.headers["X-Shared-Cache"] == "HIT", "public + s-maxage: the second anonymous read is a hit"
         assert second.headers["X-Request-ID"] == "first"  # the stored copy, not a new answer
-        assert await _gateway_served(http, stack, route) == served, "the hit never reached the gateway"
+        assert await metric_sum(http, stack.gateway, "http_requests_total", route=route) == served, (
+            "the hit never reached the gateway"
+        )
 
         admin = await stack.bearer(http, DEV_ADMIN.login)
         async with http.post(stack.gateway + "/api/v1/keys", json={"name": "cdn"}, headers=admin) as created:
@@ -301,7 +279,7 @@ async def test_a_shared_cache_is_driven_by_the_gateway_headers(
             assert signed_in.headers["X-Shared-Cache"] != "HIT", "a signed-in read is never served from the cache"
             assert signed_in.headers["X-Request-ID"] == "signed-in"
             assert signed_in.headers["Cache-Control"] == PRIVATE
-        assert await _gateway_served(http, stack, route) == served + 4
+        assert await metric_sum(http, stack.gateway, "http_requests_total", route=route) == served + 4
 
         # A write through the cache purges nothing; the copy lives at most s-maxage.
         async with http.patch(url, json={"name": "written"}, headers=admin) as patched:

@@ -25,13 +25,13 @@ from dataclasses import dataclass
 
 import aiohttp
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from database.accounts import DEV_USER
 from stack.services.ports import free_port
 from tests.resilience.load import Call, LoadRun
 from tests.resilience.report import Sample, percentile, record
 from tests.resilience.slowloris import HALF_HEAD, Attack, Attacker
+from tests.support.metrics import metric_sum
 from tests.support.processes import SuiteProcess, start_process, suite_env
 from tests.support.servers import Server, reset_state, run_sync, server_root
 from tests.support.stack import UNLIMITED, Stack, start_stack
@@ -129,22 +129,10 @@ def _operator() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True))
 
 
-async def _metric(http: aiohttp.ClientSession, process: SuiteProcess, name: str, **labels: str) -> float:
-    """The sum of ``name``'s samples (with ``labels``) in ``process``'s /metrics."""
-    async with http.get(process.url + "/metrics") as response:
-        text = await response.text()
-    total = 0.0
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name and all(sample.labels.get(key) == value for key, value in labels.items()):
-                total += sample.value
-    return total
-
-
 async def _watch(http: aiohttp.ClientSession, process: SuiteProcess, name: str, seen: list[float]) -> None:
     """Read a gauge every 0.25 s into ``seen`` until cancelled."""
     while True:
-        seen.append(await _metric(http, process, name))
+        seen.append(await metric_sum(http, process.url, name))
         await asyncio.sleep(0.25)
 
 
@@ -176,8 +164,8 @@ class Counted:
 
     @classmethod
     async def read(cls, http: aiohttp.ClientSession, gateway: SuiteProcess) -> Counted:
-        refused = await _metric(http, gateway, "http_connections_refused_total", reason="per_address")
-        return cls(refused, await _metric(http, gateway, "http_header_timeouts_total"))
+        refused = await metric_sum(http, gateway.url, "http_connections_refused_total", reason="per_address")
+        return cls(refused, await metric_sum(http, gateway.url, "http_header_timeouts_total"))
 
     def __sub__(self, other: Counted) -> Counted:
         return Counted(self.refused - other.refused, self.timed_out - other.timed_out)
@@ -266,9 +254,9 @@ async def test_balancer_and_apiserver_close_a_half_sent_head_at_their_timeout(
     cluster: Stack, http: aiohttp.ClientSession
 ) -> None:
     targets = {"balancer": cluster.balancer, "apiserver": cluster.apiservers[0]}
-    before = [await _metric(http, process, "http_header_timeouts_total") for process in targets.values()]
+    before = [await metric_sum(http, process.url, "http_header_timeouts_total") for process in targets.values()]
     closes = await asyncio.gather(*(_closed_after(process.port, HEADER_TIMEOUT + 10) for process in targets.values()))
-    after = [await _metric(http, process, "http_header_timeouts_total") for process in targets.values()]
+    after = [await metric_sum(http, process.url, "http_header_timeouts_total") for process in targets.values()]
     late = [seconds for seconds in closes if not HEADER_TIMEOUT * 0.9 <= seconds <= HEADER_TIMEOUT + CLOSE_SLACK]
     record(
         SUITE,
@@ -336,7 +324,7 @@ async def test_past_the_total_cap_a_new_connection_is_closed_at_once(
             freed = await _probe(gateway.port)
         for writer in held:
             writer.close()
-        refused = await _metric(http, gateway, "http_connections_refused_total", reason="total")
+        refused = await metric_sum(http, gateway.url, "http_connections_refused_total", reason="total")
     finally:
         await asyncio.to_thread(gateway.stop)
     failed = sum(sample.status != 0 for sample in full) + (freed.status != 200)
