@@ -30,7 +30,8 @@ from collections.abc import Collection
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from gateway.cors import CORS_PATHS, Cors
+from gateway.caching import CACHE_CONTROL, NO_STORE
+from gateway.cors import ALLOW_ORIGIN, CORS_PATHS, Cors
 from gateway.stats import GatewayStats
 from shared.errors import Problem, render_exception
 
@@ -38,8 +39,6 @@ _ENCODED_TRICKS = re.compile(r"%(2f|5c|2e|00)", re.IGNORECASE)
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 JSON_TYPES = ("application/json", "application/merge-patch+json")
 API_PREFIX = "/api/"
-CACHE_CONTROL = "Cache-Control"
-ALLOW_ORIGIN = "Access-Control-Allow-Origin"
 
 
 def check_path(raw_path: str) -> None:
@@ -110,7 +109,7 @@ def edge_middleware(
         except Exception as exc:  # rendered as request_middleware would, plus the headers below
             response = render_exception(request, exc)
             if response.status >= 400:
-                response.headers[CACHE_CONTROL] = "no-store"
+                response.headers[CACHE_CONTROL] = NO_STORE
         finally:
             if admitted:
                 in_flight -= 1
@@ -124,7 +123,7 @@ def edge_middleware(
                 if allowed is not None:
                     headers.update(allowed)
             if CACHE_CONTROL not in headers and path.startswith(API_PREFIX):
-                headers[CACHE_CONTROL] = "no-store"
+                headers[CACHE_CONTROL] = NO_STORE
         return response
 
     return guard_edge
