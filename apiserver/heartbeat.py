@@ -15,9 +15,8 @@ from aiohttp import web
 from redis.exceptions import RedisError
 
 from apiserver.keys import BREAKERS, CACHE, SETTINGS, STARTED_AT
-from shared.keys import REDIS
+from shared.keys import APISERVER_INSTANCES_KEY, APISERVER_ROW_PREFIX, REDIS
 
-INSTANCES_KEY = "stats:instances"
 _log = structlog.get_logger("apiserver.heartbeat")
 
 
@@ -42,11 +41,11 @@ def snapshot(app: web.Application) -> dict[str, object]:
 
 async def beat(app: web.Application) -> None:
     settings = app[SETTINGS]
-    key = f"stats:instance:{settings.common.instance_id}"
+    key = APISERVER_ROW_PREFIX + settings.common.instance_id
     ttl = max(int(settings.heartbeat_interval * 3), 3)
     pipe = app[REDIS].pipeline(transaction=False)
     pipe.set(key, orjson.dumps(snapshot(app)), ex=ttl)
-    pipe.sadd(INSTANCES_KEY, settings.common.instance_id)
+    pipe.sadd(APISERVER_INSTANCES_KEY, settings.common.instance_id)
     await pipe.execute()
 
 

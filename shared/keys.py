@@ -22,6 +22,10 @@ PG_POOL = web.AppKey("pg_pool", asyncpg.Pool)
 REQUEST_ID = web.RequestKey("request_id", str)
 TRACEPARENT = web.RequestKey("traceparent", str)
 
+# Redis keys of the apiservers' heartbeats (apiserver.heartbeat writes, the gateway's admin API reads).
+APISERVER_INSTANCES_KEY = "stats:instances"  # SET of the ids of apiservers that published
+APISERVER_ROW_PREFIX = "stats:instance:"  # + id: one apiserver's JSON snapshot, expiring
+
 # Redis keys of the gateways' fleet figures (gateway.fleet), all under one hash tag so a reader's pipeline and a
 # gateway's heartbeat each go to one Redis Cluster node. ``stats:`` is never touched by a cache clear.
 GATEWAY_FLEET_KEY = "stats:{gateways}:ids"  # SET of the ids of gateways that published

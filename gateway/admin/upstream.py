@@ -17,10 +17,8 @@ import orjson
 from redis.exceptions import RedisError
 
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
-from shared.keys import RedisClient
+from shared.keys import APISERVER_INSTANCES_KEY, APISERVER_ROW_PREFIX, RedisClient
 
-INSTANCES_KEY = "stats:instances"
-INSTANCE_KEY_PREFIX = "stats:instance:"
 CALL_TIMEOUT = 2.0
 
 
@@ -98,18 +96,18 @@ class AdminClient:
     async def heartbeats(self) -> list[dict[str, Any]]:
         """Every live apiserver's last heartbeat (SMEMBERS, then one pipelined GET each: unlike MGET, that also
         works when the keys live on different Redis Cluster nodes); ids whose snapshot expired are pruned."""
-        members = await self._redis.smembers(INSTANCES_KEY)
+        members = await self._redis.smembers(APISERVER_INSTANCES_KEY)
         ids = sorted(member.decode() if isinstance(member, bytes) else member for member in members)
         if not ids:
             return []
         pipe = self._redis.pipeline(transaction=False)
         for instance in ids:
-            pipe.get(INSTANCE_KEY_PREFIX + instance)
+            pipe.get(APISERVER_ROW_PREFIX + instance)
         values = await pipe.execute()
         gone = [instance for instance, value in zip(ids, values, strict=True) if value is None]
         if gone:
             with contextlib.suppress(RedisError):
-                await self._redis.srem(INSTANCES_KEY, *gone)
+                await self._redis.srem(APISERVER_INSTANCES_KEY, *gone)
         return [orjson.loads(value) for value in values if value is not None]
 
 
