@@ -30,7 +30,15 @@ CONCURRENCY = 12
 def cluster(postgres_server: Server, redis_server: Server) -> Iterator[Stack]:
     run_sync(reset_state(postgres_server.url, redis_server.url))
     with server_root("scalable-api-resilience-") as tmp:
-        running = start_stack(tmp, postgres_server.url, redis_server.url, apiservers=3, rate_limits=UNLIMITED)
+        # The retry budget admits max(BALANCER_RETRY_MIN_CONCURRENCY, 20 % of requests in flight) replays at once;
+        # when a backend dies, every request it held (up to a third of CONCURRENCY here) needs one at the same
+        # moment, and with the default floor of 3 the budget may refuse one of them (a 502 by design, counted in
+        # lb_status's retry_budget.refused). The guarantee measured here is the replay itself, so the floor
+        # covers the load's concurrency; the budget's refusals have their own unit tests.
+        retry_floor = {"BALANCER_RETRY_MIN_CONCURRENCY": str(CONCURRENCY)}
+        running = start_stack(
+            tmp, postgres_server.url, redis_server.url, apiservers=3, rate_limits=UNLIMITED, balancer_env=retry_floor
+        )
         try:
             yield running
         finally:
