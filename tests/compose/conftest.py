@@ -83,8 +83,10 @@ def prune_untagged_app_images(client: docker.DockerClient) -> None:
     client.images.prune(filters={"dangling": True, "label": "org.opencontainers.image.title=scalable-api"})
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def stacks(images: docker.DockerClient) -> Iterator[Stacks]:
+    """The suite's Compose projects, shared by its tests and torn down when the package's last test is done (not
+    at the end of the whole session: the rest of the suite must not run beside an idle stack)."""
     try:
         yield _STACKS
     finally:
