@@ -59,15 +59,15 @@ class Child:
     restarts: int = 0
     next_start: float = 0.0
     log_path: Path | None = None  # None: the child writes to our stdout
+    cpus: str | None = None  # pinned to these CPUs (``taskset -c``, which execs: the pid is the child's own)
 
     def start(self) -> None:
+        command = [*(["taskset", "-c", self.cpus] if self.cpus else []), sys.executable, "-m", *self.args]
         if self.log_path is None:
-            self.process = subprocess.Popen([sys.executable, "-m", *self.args], env=self.env)
+            self.process = subprocess.Popen(command, env=self.env)
             return
         with self.log_path.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", *self.args], env=self.env, stdout=log, stderr=subprocess.STDOUT
-            )
+            self.process = subprocess.Popen(command, env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def stop(self, grace: float = STOP_GRACE) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -15,7 +15,7 @@ CHAIN_SCENARIOS = ("chain_jwt", "chain_anonymous", "chain_api_key", "rate_limite
 CHAIN_JWT_MIN_RPS = 4000.0
 CHAIN_JWT_MAX_P99_MS = 30.0
 CHAIN_TO_DIRECT_MIN = 0.35
-TRACING_MAX_COST_PCT = 5.0  # the chain's throughput at the default 1 % ratio, against tracing off
+TRACING_MAX_COST_PCT = 5.0  # the chain's CPU per request at the default 1 % ratio, against tracing off
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +68,10 @@ def checks(rows: list[dict[str, Any]]) -> list[Check]:
         found.append(Check("limiter: decisions/s per Redis core", capacity, 40_000, at_most=False))
     tracing = by_name.get("tracing")
     if tracing is not None:
-        cost = tracing["cost_pct"]
-        found.append(Check("tracing: chain req/s cost at 1 % sampling (%)", cost, TRACING_MAX_COST_PCT, at_most=True))
+        # What 1 % of sampled requests add, from the always-sampled chain: the direct 1 % comparison
+        # (tracing["cost_pct"], printed beside it) is smaller than the noise of the runs; see stack.bench.tracing.
+        implied = tracing["implied_cost_pct"]
+        found.append(Check("tracing: chain CPU cost at 1 % sampling (%)", implied, TRACING_MAX_COST_PCT, at_most=True))
     scaling = by_name.get("scaling")
     if scaling is not None and "ratio" in scaling:
         found.append(Check("scaling: 2 workers / 1 worker req/s", scaling["ratio"], scaling["target_ratio"], False))
