@@ -52,6 +52,7 @@ import structlog
 from aiohttp import hdrs, web
 from asyncpg.pool import PoolConnectionProxy
 
+from shared import queries
 from shared.errors import Problem
 
 __all__ = [
@@ -134,7 +135,7 @@ class IdempotencyGuard(Generic[T]):
 
     async def claim(self, connection: PoolConnectionProxy[Any]) -> None:
         """Raise 409 while another request holds the key, :class:`Replayed` or 422 when it was used."""
-        if not await connection.fetchval(_LOCK, self.owner_id, self.key):
+        if not await queries.fetchval(connection, _LOCK, self.owner_id, self.key):
             raise Problem(
                 409,
                 "Conflict",
@@ -142,7 +143,7 @@ class IdempotencyGuard(Generic[T]):
                 type_="idempotency-key-in-flight",
                 headers={"Retry-After": "1"},
             )
-        row = await connection.fetchrow(_LOOKUP, self.owner_id, self.key, self.ttl)
+        row = await queries.fetchrow(connection, _LOOKUP, self.owner_id, self.key, self.ttl)
         if row is None:
             return
         if bytes(row["fingerprint"]) != self.fingerprint:
@@ -158,8 +159,8 @@ class IdempotencyGuard(Generic[T]):
     async def store(self, connection: PoolConnectionProxy[Any], result: T) -> None:
         response = self.render(result)
         kept = [[name, value] for name, value in response.headers if name in _KEPT_HEADERS]
-        await connection.execute(
-            _STORE, self.owner_id, self.key, self.fingerprint, response.status, kept, response.body
+        await queries.execute(
+            connection, _STORE, self.owner_id, self.key, self.fingerprint, response.status, kept, response.body
         )
         self.response = response
 

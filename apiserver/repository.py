@@ -3,12 +3,8 @@
 Connection-level failures become :class:`DatabaseUnavailable` (so the cache can serve stale data and writes
 answer 503); constraint violations are the caller's fault and become 4xx in the handlers.
 
-Each query is a span in a sampled request (:func:`shared.tracing.postgres_span`: ``SELECT resources``, the
-statement with its placeholders, never the values). Why not ``opentelemetry-instrumentation-asyncpg``: it patches
-asyncpg's ``Connection`` methods process-wide and, on every query, builds the span attributes and asks the SDK
-for a span even when the request is not sampled (a few µs each, 99 % of the time for nothing); it also traces
-asyncpg's own statements (the pool's reset on every release) and pins an exact semantic-conventions release
-that lags the SDK's. Wrapping the few query sites here costs one ContextVar read per query when unsampled.
+Each query is a span in a sampled request (:mod:`shared.queries`: ``SELECT resources``, the statement with its
+placeholders, never the values).
 """
 
 from __future__ import annotations
@@ -25,8 +21,8 @@ from asyncpg.pool import PoolConnectionProxy
 from apiserver.cache.entry import SourceUnavailable
 from apiserver.idempotency import IdempotencyGuard
 from apiserver.replicas import ReadRouter, parse_lsn
+from shared import queries
 from shared.breaker import BreakerOpen
-from shared.tracing import postgres_span
 
 _COLUMNS = "id, name, type, data, owner_id, version, created_at, updated_at"
 _UNAVAILABLE = (
@@ -108,27 +104,6 @@ async def _pooled(pool: asyncpg.Pool[Any]) -> AsyncIterator[PoolConnectionProxy[
 T = TypeVar("T")
 
 
-async def _fetchrow(connection: PoolConnectionProxy[Any], sql: str, *args: Any) -> asyncpg.Record | None:
-    with postgres_span(sql):
-        record: asyncpg.Record | None = await connection.fetchrow(sql, *args)
-        return record
-
-
-async def _fetch(connection: PoolConnectionProxy[Any], sql: str, *args: Any) -> list[asyncpg.Record]:
-    with postgres_span(sql):
-        return await connection.fetch(sql, *args)
-
-
-async def _fetchval(connection: PoolConnectionProxy[Any], sql: str, *args: Any) -> Any:
-    with postgres_span(sql):
-        return await connection.fetchval(sql, *args)
-
-
-async def _execute(connection: PoolConnectionProxy[Any], sql: str, *args: Any) -> str:
-    with postgres_span(sql):
-        return await connection.execute(sql, *args)
-
-
 class ResourceRepository:
     """Writes and uncached reads; with a :class:`ReadRouter`, reads go to a caught-up replica when there is one."""
 
@@ -170,17 +145,19 @@ class ResourceRepository:
         """After a commit: the primary's WAL position, which replicas must reach before serving reads again."""
         if self._router is None:
             return 0
-        lsn = parse_lsn(await _fetchval(connection, "SELECT pg_current_wal_lsn()::text"))
+        lsn = parse_lsn(await queries.fetchval(connection, "SELECT pg_current_wal_lsn()::text"))
         self._router.note_write(lsn)
         return lsn
 
     async def ping(self) -> None:
         async with self._connection() as connection:
-            await _fetchval(connection, "SELECT 1")
+            await queries.fetchval(connection, "SELECT 1")
 
     async def get(self, resource_id: int) -> asyncpg.Record | None:
         sql = f"SELECT {_COLUMNS} FROM resources WHERE id = $1"  # noqa: S608 - constant column list
-        record: asyncpg.Record | None = await self._read(lambda connection: _fetchrow(connection, sql, resource_id))
+        record: asyncpg.Record | None = await self._read(
+            lambda connection: queries.fetchrow(connection, sql, resource_id)
+        )
         return record
 
     async def list(self, *, type_: str | None, owner: int | None, after_id: int, limit: int) -> list[asyncpg.Record]:
@@ -197,7 +174,7 @@ class ResourceRepository:
             f"SELECT {_COLUMNS} FROM resources WHERE {' AND '.join(conditions)} "  # noqa: S608 - placeholders only
             f"ORDER BY id LIMIT ${len(args)}"
         )
-        records: list[asyncpg.Record] = await self._read(lambda connection: _fetch(connection, sql, *args))
+        records: list[asyncpg.Record] = await self._read(lambda connection: queries.fetch(connection, sql, *args))
         return list(records)
 
     async def create(
@@ -212,7 +189,7 @@ class ResourceRepository:
             async with transaction:
                 if guard is not None:
                     await guard.claim(connection)
-                record: asyncpg.Record | None = await _fetchrow(
+                record: asyncpg.Record | None = await queries.fetchrow(
                     connection,
                     f"INSERT INTO resources (name, type, data, owner_id) VALUES ($1, $2, $3, $4) RETURNING {_COLUMNS}",  # noqa: S608
                     fields["name"],
@@ -250,7 +227,7 @@ class ResourceRepository:
                     f"UPDATE resources SET {', '.join(assignments)}, version = version + 1, updated_at = now() "  # noqa: S608
                     f"WHERE id = $1 RETURNING {_COLUMNS}"
                 )
-                record: asyncpg.Record | None = await _fetchrow(connection, sql, resource_id, *fields.values())
+                record: asyncpg.Record | None = await queries.fetchrow(connection, sql, resource_id, *fields.values())
                 assert record is not None  # the row is locked by _check_target
                 if guard is not None:
                     await guard.store(connection, record)
@@ -272,7 +249,7 @@ class ResourceRepository:
                 if guard is not None:
                     await guard.claim(connection)
                 version = await self._check_target(connection, resource_id, actor, admin, expected_version)
-                await _execute(connection, "DELETE FROM resources WHERE id = $1", resource_id)
+                await queries.execute(connection, "DELETE FROM resources WHERE id = $1", resource_id)
                 if guard is not None:
                     await guard.store(connection, version)
             lsn = await self._wal_position(connection)
@@ -283,7 +260,7 @@ class ResourceRepository:
         connection: PoolConnectionProxy[Any], resource_id: int, actor: int, admin: bool, expected: int | None
     ) -> int:
         sql = "SELECT owner_id, version FROM resources WHERE id = $1 FOR UPDATE"
-        row = await _fetchrow(connection, sql, resource_id)
+        row = await queries.fetchrow(connection, sql, resource_id)
         if row is None:
             raise NotFound
         if not admin and row["owner_id"] != actor:

@@ -13,7 +13,7 @@ span it drops (parent context, sampler call, non-recording span). So the decisio
         │ not sampled: no span at all. The traceparent passed on is the incoming one unchanged (its flag
         │              cleared if an untrusted caller had set it), or a new one flagged 00
         ▼ sampled: a SERVER span (HTTP semantic conventions + request_id); the traceparent passed on names it
-    child spans (limiter, cache levels, queries, upstream calls) ─► child_span(): one ContextVar read when the
+    child spans (limiter, cache levels, queries, upstream calls) ─► shared.spans: one ContextVar read when the
                                                                      request is not sampled, nothing created
 
 Edge policy: the gateway is the edge. A client's sampled flag is not honoured there unless the caller is one of
@@ -42,9 +42,7 @@ import os
 import random
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextvars import ContextVar, Token
 from dataclasses import dataclass
-from types import TracebackType
 
 import structlog
 from aiohttp import web
@@ -54,12 +52,6 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from opentelemetry.sdk.trace.id_generator import RandomIdGenerator
 from opentelemetry.sdk.trace.sampling import ALWAYS_ON, TraceIdRatioBased
-from opentelemetry.semconv.attributes.db_attributes import (
-    DB_COLLECTION_NAME,
-    DB_OPERATION_NAME,
-    DB_QUERY_TEXT,
-    DB_SYSTEM_NAME,
-)
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.http_attributes import (
     HTTP_REQUEST_METHOD,
@@ -86,23 +78,18 @@ from opentelemetry.trace import (
     Tracer,
     set_span_in_context,
 )
-from opentelemetry.util.types import Attributes
 
 from shared.keys import REQUEST_ID
-from shared.logging import log_span_id, log_traceparent
+from shared.logging import log_traceparent
 from shared.metrics import UNMATCHED_ROUTE, route_template
 from shared.settings import SettingsError
+from shared.spans import Tokens, activate, deactivate, traceparent_of
 
 __all__ = [
     "REQUEST_ID_ATTRIBUTE",
     "ServerSpan",
     "Tracing",
     "TracingSettings",
-    "active",
-    "child_span",
-    "postgres_span",
-    "start_child",
-    "traceparent_of",
 ]
 
 REQUEST_ID_ATTRIBUTE = "request_id"  # the log field's name: one query string finds a request in logs and traces
@@ -115,7 +102,6 @@ EXPORTERS = frozenset({"otlp", "console"})
 TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
 _SAMPLED_DIGITS = frozenset("13579bdf")  # the flags' low hex digit when the sampled bit is set
 _LOW_64 = (1 << 64) - 1
-_SQL_TARGET = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+([A-Za-z_][A-Za-z0-9_.]*)", re.IGNORECASE)
 PROBES = frozenset({"/health", "/ready", "/metrics"})  # polled every few seconds: a trace of each would be noise
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
 _EMPTY = Context()
@@ -123,13 +109,6 @@ _log = structlog.get_logger("shared.tracing")
 
 # Ids correlate; they guard nothing (see shared.context): the fast PRNG, not the OS's source.
 _ids = random.Random()
-
-# The recording span of the running request (or of the child span it is in) and the tracer that made it; None
-# when the request is not sampled or outside any request. Every child span asks this first. Log lines get the
-# traceparent passed on (so the trace id is logged whether or not the request is sampled) and the span id through
-# shared.logging's ContextVars.
-Active = tuple[Span, Tracer]
-_active: ContextVar[Active | None] = ContextVar("tracing_active", default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +287,7 @@ class Tracing:
         )
         traceparent = traceparent_of(span)
         log_traceparent.set(traceparent)
-        return traceparent, ServerSpan(span, _activate(span, self._tracer))
+        return traceparent, ServerSpan(span, activate(span, self._tracer))
 
 
 def _processors(settings: TracingSettings) -> list[SpanProcessor]:
@@ -331,7 +310,7 @@ class ServerSpan:
 
     __slots__ = ("_tokens", "span")
 
-    def __init__(self, span: Span, tokens: _Tokens) -> None:
+    def __init__(self, span: Span, tokens: Tokens) -> None:
         self.span = span
         self._tokens = tokens
 
@@ -342,7 +321,7 @@ class ServerSpan:
             span.set_attribute(ERROR_TYPE, str(status))
             span.set_status(Status(StatusCode.ERROR))
         span.end()
-        _deactivate(self._tokens)
+        deactivate(self._tokens)
 
 
 def _server_attributes(request: web.Request, route: str) -> dict[str, str | int]:
@@ -389,118 +368,3 @@ def _peer_trusted(peer: str | None, trusted: tuple[ipaddress.IPv4Network | ipadd
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
     return any(address.version == network.version and address in network for network in trusted)
-
-
-# -- what the rest of the code uses ----------------------------------------------------------------------------
-
-
-def active() -> Active | None:
-    """The recording span of the running request and its tracer; None when unsampled (the cheap check)."""
-    return _active.get()
-
-
-def traceparent_of(span: Span) -> str:
-    context = span.get_span_context()
-    return f"00-{context.trace_id:032x}-{context.span_id:016x}-{int(context.trace_flags):02x}"
-
-
-_Tokens = tuple[Token[Active | None], Token[str | None]]
-
-
-def _activate(span: Span, tracer: Tracer) -> _Tokens:
-    """``span`` is the one running now: child spans go under it, log lines name it."""
-    return _active.set((span, tracer)), log_span_id.set(f"{span.get_span_context().span_id:016x}")
-
-
-def _deactivate(tokens: _Tokens) -> None:
-    _active.reset(tokens[0])
-    log_span_id.reset(tokens[1])
-
-
-class _Child:
-    """A child span of the active one, active itself while the block runs; an exception marks it failed."""
-
-    __slots__ = ("_attributes", "_kind", "_name", "_parent", "_started")
-
-    def __init__(self, parent: Active, name: str, kind: SpanKind, attributes: Attributes) -> None:
-        self._parent = parent
-        self._name = name
-        self._kind = kind
-        self._attributes = attributes
-        self._started: tuple[Span, _Tokens] | None = None
-
-    def __enter__(self) -> Span:
-        span, tracer = self._parent
-        child = tracer.start_span(
-            self._name, context=set_span_in_context(span), kind=self._kind, attributes=self._attributes
-        )
-        self._started = child, _activate(child, tracer)
-        return child
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        assert self._started is not None, "exited before entered"
-        span, tokens = self._started
-        if kind is not None:
-            span.set_attribute(ERROR_TYPE, kind.__qualname__)
-            span.set_status(Status(StatusCode.ERROR))
-        span.end()
-        _deactivate(tokens)
-
-
-class _NoSpan:
-    """What :func:`child_span` gives an unsampled request: a context manager that does nothing."""
-
-    __slots__ = ()
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        return None
-
-
-_NO_SPAN = _NoSpan()
-
-
-def child_span(name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: Attributes = None) -> _Child | _NoSpan:
-    """``with child_span(...) as span:`` a span under the active one (``span`` is None when unsampled)."""
-    parent = _active.get()
-    if parent is None:
-        return _NO_SPAN
-    return _Child(parent, name, kind, attributes)
-
-
-def start_child(name: str, *, kind: SpanKind = SpanKind.INTERNAL, attributes: Attributes = None) -> Span | None:
-    """A span under the active one that outlives the block that starts it (the caller ends it); None unsampled."""
-    parent = _active.get()
-    if parent is None:
-        return None
-    span, tracer = parent
-    return tracer.start_span(name, context=set_span_in_context(span), kind=kind, attributes=attributes)
-
-
-def postgres_span(sql: str) -> _Child | _NoSpan:
-    """``with postgres_span(sql):`` around one query: a CLIENT span by the database semantic conventions.
-
-    The statement is recorded as written (placeholders, never the values).
-    """
-    if _active.get() is None:
-        return _NO_SPAN
-    name, attributes = _described(sql)
-    return child_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-
-
-@functools.lru_cache(maxsize=512)
-def _described(sql: str) -> tuple[str, dict[str, str]]:
-    """A statement's span name (``SELECT resources``) and attributes; statements are few, so cached."""
-    operation = sql.split(None, 1)[0].upper() if sql.strip() else "QUERY"
-    attributes = {DB_SYSTEM_NAME: "postgresql", DB_OPERATION_NAME: operation, DB_QUERY_TEXT: sql}
-    target = _SQL_TARGET.search(sql)
-    if target is None:
-        return operation, attributes
-    attributes[DB_COLLECTION_NAME] = target.group(1)
-    return f"{operation} {target.group(1)}", attributes

@@ -59,7 +59,7 @@ from apiserver.cache.entry import Entry, SourceUnavailable
 from apiserver.cache.local import LocalCache
 from apiserver.cache.redis import GENERATION_KEY, INVALIDATION_CHANNEL, L2Unavailable, RedisCache
 from apiserver.cache.stats import CacheStats
-from shared import tracing
+from shared import spans
 
 Loader = Callable[[], Awaitable[tuple[int, bytes]]]
 CACHE_KEY = "cache.key"
@@ -131,9 +131,9 @@ class TwoLevelCache:
         """The fresh L1 entry for ``key``, or None; the hot path calls this before anything async."""
         if not self.subscription.connected:
             return None
-        if tracing.active() is None:
+        if spans.active() is None:
             return self._peek_l1(key)
-        with tracing.child_span("cache L1", attributes={CACHE_KEY: key}) as span:
+        with spans.child_span("cache L1", attributes={CACHE_KEY: key}) as span:
             entry = self._peek_l1(key)
             if span is not None:
                 span.set_attribute(CACHE_HIT, entry is not None)
@@ -168,7 +168,7 @@ class TwoLevelCache:
         lock: str | None = None  # our owner token while we hold cache:lock:{key}
         l2_up = True
         try:
-            with tracing.child_span("cache L2", attributes={CACHE_KEY: key}) as span:
+            with spans.child_span("cache L2", attributes={CACHE_KEY: key}) as span:
                 cached = await self.l2.get(key)
                 fresh = cached is not None and cached.is_fresh(self._clock())
                 if span is not None:
@@ -179,7 +179,7 @@ class TwoLevelCache:
                 return Lookup(cached, "l2")
             self.stats.miss("l2")
             stale = _newer(stale, cached)
-            with tracing.child_span("cache L2 lock", attributes={CACHE_KEY: key}) as span:
+            with spans.child_span("cache L2 lock", attributes={CACHE_KEY: key}) as span:
                 lock = await self.l2.try_lock(key, self.config.lock_ttl)
                 landed = await self._await_peer_fill(key) if lock is None else None
                 if span is not None:
@@ -210,7 +210,7 @@ class TwoLevelCache:
         self, key: str, loader: Loader, stale: Entry | None, epoch: tuple[int, int], *, l2_up: bool
     ) -> Lookup:
         try:
-            with tracing.child_span("cache PostgreSQL", attributes={CACHE_KEY: key}):
+            with spans.child_span("cache PostgreSQL", attributes={CACHE_KEY: key}):
                 version, payload = await loader()
         except SourceUnavailable:
             if stale is not None:
@@ -219,7 +219,7 @@ class TwoLevelCache:
             raise
         entry = Entry(version, self._clock() + self._ttl_for(key, payload), payload)
         if l2_up:
-            with suppress(L2Unavailable), tracing.child_span("cache L2 put", attributes={CACHE_KEY: key}):
+            with suppress(L2Unavailable), spans.child_span("cache L2 put", attributes={CACHE_KEY: key}):
                 await self.l2.put(key, entry, self.config.stale_ttl)
         self._store_l1(key, entry, epoch)
         return Lookup(entry, "db")

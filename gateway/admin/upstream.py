@@ -2,7 +2,8 @@
 ``/internal/*``, and the apiservers' heartbeats in Redis.
 
 Every call carries the calling admin's identity, signed with ``INTERNAL_SECRET`` (those endpoints trust
-nothing else), and a short timeout: one dead replica makes its own entry an error, never the whole answer.
+nothing else), the admin request's ``traceparent`` (a CLIENT span when it is sampled), and a short timeout: one
+dead replica makes its own entry an error, never the whole answer.
 Apiserver URLs come from ``APISERVER_URLS`` when set, else from the backends the balancer reports.
 """
 
@@ -14,12 +15,33 @@ from typing import Any
 
 import aiohttp
 import orjson
+from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_METHOD
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_FULL
+from opentelemetry.trace import Span, SpanKind
 from redis.exceptions import RedisError
+from yarl import URL
 
+from shared import spans
+from shared.context import TRACEPARENT_HEADER
 from shared.identity import IDENTITY_HEADER, Identity, sign_identity
 from shared.keys import APISERVER_INSTANCES_KEY, APISERVER_ROW_PREFIX, RedisClient
+from shared.logging import log_traceparent
 
 CALL_TIMEOUT = 2.0
+
+
+def _client_span(method: str, url: str) -> Span | None:
+    """A CLIENT span under the admin request's (HTTP semantic conventions); None when it is not sampled."""
+    if spans.active() is None:
+        return None
+    target = URL(url)
+    attributes: dict[str, str | int] = {HTTP_REQUEST_METHOD: method, URL_FULL: str(target.with_query(None))}
+    if target.host is not None:
+        attributes[SERVER_ADDRESS] = target.host
+    if target.port is not None:
+        attributes[SERVER_PORT] = target.port
+    return spans.start_child(method, kind=SpanKind.CLIENT, attributes=attributes)
 
 
 class UpstreamError(Exception):
@@ -48,6 +70,10 @@ class AdminClient:
     async def call(self, identity: Identity, method: str, url: str) -> Any:
         """JSON from ``url``; :class:`UpstreamError` for a non-2xx answer or no answer at all."""
         headers = {IDENTITY_HEADER: sign_identity(identity, self._secret), "Accept": "application/json"}
+        span = _client_span(method, url)  # None: the admin request is not sampled
+        traceparent = log_traceparent.get() if span is None else spans.traceparent_of(span)
+        if traceparent is not None:  # the admin request's trace goes on to the balancer and apiservers
+            headers[TRACEPARENT_HEADER] = traceparent
         try:
             async with self._session.request(
                 method, url, headers=headers, timeout=aiohttp.ClientTimeout(total=CALL_TIMEOUT)
@@ -55,7 +81,12 @@ class AdminClient:
                 body = await response.read()
                 status = response.status
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            if span is not None:
+                spans.client_failed(span, type(exc).__qualname__)
             raise UpstreamError(f"{type(exc).__name__} calling {url}") from None
+        if span is not None:
+            spans.client_answered(span, status)
+            span.end()
         try:
             payload = orjson.loads(body) if body else None
         except orjson.JSONDecodeError:

@@ -34,6 +34,7 @@ from cachetools import TTLCache
 from redis.exceptions import RedisError
 
 from gateway.auth.principal import API_KEY, revocation_marker, user_limit_key
+from shared import queries
 from shared.identity import AccountRole, AccountTier
 from shared.keys import RedisClient
 
@@ -112,13 +113,16 @@ class ApiKeys:
         key, prefix = new_key()
         async with self._pool().acquire() as connection, connection.transaction():
             # Serialise creations per user so the cap holds under concurrency.
-            await connection.execute("SELECT pg_advisory_xact_lock(hashtext('api_keys'), $1::int)", user_id % 2**31)
-            count = await connection.fetchval(
-                "SELECT count(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL", user_id
+            await queries.execute(
+                connection, "SELECT pg_advisory_xact_lock(hashtext('api_keys'), $1::int)", user_id % 2**31
+            )
+            count = await queries.fetchval(
+                connection, "SELECT count(*) FROM api_keys WHERE user_id = $1 AND revoked_at IS NULL", user_id
             )
             if count >= MAX_KEYS_PER_USER:
                 raise TooManyKeys
-            row = await connection.fetchrow(
+            row = await queries.fetchrow(
+                connection,
                 "INSERT INTO api_keys (user_id, name, prefix, key_hash) VALUES ($1, $2, $3, $4) "
                 "RETURNING id, name, prefix, created_at, last_used_at, expires_at",
                 user_id,
@@ -131,7 +135,8 @@ class ApiKeys:
         return key, KeyInfo(**dict(row.items()))
 
     async def list(self, user_id: int) -> list[KeyInfo]:
-        rows = await self._pool().fetch(
+        rows = await queries.fetch(
+            self._pool(),
             "SELECT id, name, prefix, created_at, last_used_at, expires_at FROM api_keys "
             "WHERE user_id = $1 AND revoked_at IS NULL ORDER BY id",
             user_id,
@@ -139,7 +144,8 @@ class ApiKeys:
         return [KeyInfo(**dict(row.items())) for row in rows]
 
     async def revoke(self, user_id: int, key_id: int) -> bool:
-        revoked = await self._pool().fetchval(
+        revoked = await queries.fetchval(
+            self._pool(),
             "UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL RETURNING id",
             key_id,
             user_id,
@@ -172,7 +178,8 @@ class ApiKeys:
         return owner
 
     async def _lookup(self, prefix: str, digest: bytes) -> KeyOwner | None:
-        row = await self._pool().fetchrow(
+        row = await queries.fetchrow(
+            self._pool(),
             "SELECT k.id, k.key_hash, u.id AS user_id, u.role, u.tier FROM api_keys k JOIN users u ON u.id = k.user_id "
             "WHERE k.prefix = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now()) "
             "AND NOT u.disabled",
@@ -193,7 +200,7 @@ class ApiKeys:
 
     async def _write_last_used(self, key_id: int) -> None:
         try:
-            await self._pool().execute("UPDATE api_keys SET last_used_at = now() WHERE id = $1", key_id)
+            await queries.execute(self._pool(), "UPDATE api_keys SET last_used_at = now() WHERE id = $1", key_id)
         except (TimeoutError, asyncpg.PostgresError, OSError) as exc:
             _log.debug("api_key_touch_failed", error=type(exc).__name__)
 

@@ -29,6 +29,7 @@ from typing import Any
 import asyncpg
 
 from gateway.auth.users import User
+from shared import queries
 
 TOKEN_BYTES = 32
 
@@ -66,7 +67,8 @@ class RefreshTokens:
         """A new token in ``family_id`` (a new family when None); returns (token, family id)."""
         token = secrets.token_urlsafe(TOKEN_BYTES)
         family = family_id or str(uuid.uuid4())
-        await self._pool.execute(
+        await queries.execute(
+            self._pool,
             "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at) VALUES ($1, $2, $3, now() + $4)",
             user_id,
             uuid.UUID(family),
@@ -79,7 +81,8 @@ class RefreshTokens:
         digest = token_hash(token)
         new_token = secrets.token_urlsafe(TOKEN_BYTES)
         async with self._pool.acquire() as connection, connection.transaction():
-            row = await connection.fetchrow(
+            row = await queries.fetchrow(
+                connection,
                 "UPDATE refresh_tokens t SET used_at = now() FROM users u "
                 "WHERE t.token_hash = $1 AND t.used_at IS NULL AND t.revoked_at IS NULL AND t.expires_at > now() "
                 "AND u.id = t.user_id AND NOT u.disabled "
@@ -88,7 +91,8 @@ class RefreshTokens:
                 digest,
             )
             if row is not None:
-                await connection.execute(
+                await queries.execute(
+                    connection,
                     "INSERT INTO refresh_tokens (user_id, family_id, token_hash, expires_at) "
                     "VALUES ($1, $2, $3, now() + $4)",
                     row["id"],
@@ -105,12 +109,13 @@ class RefreshTokens:
 
     async def _refusal(self, digest: bytes) -> InvalidRefresh | RefreshReused:
         """Why a token cannot be rotated; a spent one revokes its family first (outside the failed transaction)."""
-        spent = await self._pool.fetchrow(
-            "SELECT family_id, user_id, used_at FROM refresh_tokens WHERE token_hash = $1", digest
+        spent = await queries.fetchrow(
+            self._pool, "SELECT family_id, user_id, used_at FROM refresh_tokens WHERE token_hash = $1", digest
         )
         if spent is None or spent["used_at"] is None:
             return InvalidRefresh()
-        await self._pool.execute(
+        await queries.execute(
+            self._pool,
             "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
             spent["family_id"],
         )
@@ -118,20 +123,26 @@ class RefreshTokens:
 
     async def family_of(self, token: str, user_id: int) -> str | None:
         """The family of ``user_id``'s token (None for anyone else's: a caller cannot revoke others' sessions)."""
-        family = await self._pool.fetchval(
-            "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2", token_hash(token), user_id
+        family = await queries.fetchval(
+            self._pool,
+            "SELECT family_id FROM refresh_tokens WHERE token_hash = $1 AND user_id = $2",
+            token_hash(token),
+            user_id,
         )
         return None if family is None else str(family)
 
     async def revoke_family(self, family_id: str) -> int:
-        result = await self._pool.execute(
+        result = await queries.execute(
+            self._pool,
             "UPDATE refresh_tokens SET revoked_at = now() WHERE family_id = $1 AND revoked_at IS NULL",
             uuid.UUID(family_id),
         )
         return int(result.split()[-1])
 
     async def revoke_user(self, user_id: int) -> int:
-        result = await self._pool.execute(
-            "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL", user_id
+        result = await queries.execute(
+            self._pool,
+            "UPDATE refresh_tokens SET revoked_at = now() WHERE user_id = $1 AND revoked_at IS NULL",
+            user_id,
         )
         return int(result.split()[-1])

@@ -8,6 +8,7 @@ from typing import Any
 
 import asyncpg
 
+from shared import queries
 from shared.identity import AccountRole, AccountTier
 
 _COLUMNS = "id, email, password_hash, role, tier, disabled, created_at, updated_at"
@@ -45,15 +46,16 @@ class UserRepository:
         self._pool = pool
 
     async def by_email(self, email: str) -> User | None:
-        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email)  # noqa: S608 - constant column list
+        row = await queries.fetchrow(self._pool, f"SELECT {_COLUMNS} FROM users WHERE lower(email) = lower($1)", email)  # noqa: S608 - constant column list
         return _user(row)
 
     async def by_id(self, user_id: int) -> User | None:
-        row = await self._pool.fetchrow(f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)  # noqa: S608 - constant column list
+        row = await queries.fetchrow(self._pool, f"SELECT {_COLUMNS} FROM users WHERE id = $1", user_id)  # noqa: S608 - constant column list
         return _user(row)
 
     async def page(self, *, after: int, limit: int) -> list[User]:
-        rows = await self._pool.fetch(
+        rows = await queries.fetch(
+            self._pool,
             f"SELECT {_COLUMNS} FROM users WHERE id > $1 ORDER BY id LIMIT $2",  # noqa: S608 - constant column list
             after,
             limit,
@@ -63,7 +65,8 @@ class UserRepository:
     async def update(
         self, user_id: int, *, role: AccountRole | None, tier: AccountTier | None, disabled: bool | None
     ) -> User | None:
-        row = await self._pool.fetchrow(
+        row = await queries.fetchrow(
+            self._pool,
             f"UPDATE users SET role = coalesce($2, role), tier = coalesce($3, tier), "  # noqa: S608 - constant column list
             f"disabled = coalesce($4, disabled), updated_at = now() WHERE id = $1 RETURNING {_COLUMNS}",
             user_id,
@@ -74,7 +77,7 @@ class UserRepository:
         return _user(row)
 
     async def set_password_hash(self, user_id: int, password_hash: str) -> None:
-        await self._pool.execute("UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
+        await queries.execute(self._pool, "UPDATE users SET password_hash = $2 WHERE id = $1", user_id, password_hash)
 
     async def ping(self) -> None:
-        await self._pool.fetchval("SELECT 1")
+        await queries.fetchval(self._pool, "SELECT 1")

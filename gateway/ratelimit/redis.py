@@ -28,7 +28,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.ratelimit.base import Decision, WindowConfig
 from gateway.ratelimit.pipeline import ClusterScript, ScriptPipeline
 from shared.keys import RedisClient
-from shared.tracing import child_span
+from shared.spans import child_span
 
 KEY_PREFIX = "rl:"
 SCRIPT = (files("gateway.ratelimit") / "sliding_window.lua").read_text()

@@ -20,19 +20,17 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import suppress
 
 from multidict import CIMultiDict
-from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.semconv.attributes.http_attributes import (
     HTTP_REQUEST_METHOD,
     HTTP_REQUEST_RESEND_COUNT,
-    HTTP_RESPONSE_STATUS_CODE,
 )
 from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
 from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
 from opentelemetry.semconv.attributes.url_attributes import URL_FULL
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from opentelemetry.trace import Span, SpanKind
 from yarl import URL
 
-from shared import tracing
+from shared import spans
 from shared.upstream.connection import IDLE, Http1Connection, UpstreamFailure
 from shared.upstream.parser import ResponseHead
 
@@ -164,10 +162,10 @@ class Upstream:
         """Send one request and wait for the response head; raises :class:`UpstreamFailure`."""
         wait = self.timeout if timeout is None else timeout
         chunked = stream is not None and "Content-Length" not in headers
-        span = None if tracing.active() is None else self._client_span(method, target)  # None: not sampled
+        span = None if spans.active() is None else self._client_span(method, target)  # None: not sampled
         if span is not None:
             headers = CIMultiDict(headers)
-            headers["traceparent"] = tracing.traceparent_of(span)
+            headers["traceparent"] = spans.traceparent_of(span)
         head = self._request_head(method, target, headers, body, chunked)
         retry_stale = stream is None and method in IDEMPOTENT_METHODS
         try:
@@ -195,11 +193,11 @@ class Upstream:
                     self._discard(connection)
                     raise
                 if span is not None:
-                    _answered(span, response_head.status)
+                    spans.client_answered(span, response_head.status)
                 return UpstreamResponse(self, connection, response_head, wait, span)
         except BaseException as exc:
             if span is not None:
-                _failed(span, exc)
+                spans.client_failed(span, exc.kind if isinstance(exc, UpstreamFailure) else type(exc).__qualname__)
             raise
 
     def _client_span(self, method: str, target: str) -> Span | None:
@@ -211,7 +209,7 @@ class Upstream:
             URL_FULL: f"{self.base_url}{target.partition('?')[0]}",
             NETWORK_PROTOCOL_VERSION: "1.1",
         }
-        return tracing.start_child(method, kind=SpanKind.CLIENT, attributes=attributes)
+        return spans.start_child(method, kind=SpanKind.CLIENT, attributes=attributes)
 
     def _request_head(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes | None, chunked: bool
@@ -314,19 +312,6 @@ class Upstream:
             if not waiter.done():
                 waiter.set_result(None)
                 return
-
-
-def _answered(span: Span, status: int) -> None:
-    span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
-    if status >= 400:  # a client span's error: 4xx too
-        span.set_attribute(ERROR_TYPE, str(status))
-        span.set_status(Status(StatusCode.ERROR))
-
-
-def _failed(span: Span, error: BaseException) -> None:
-    span.set_attribute(ERROR_TYPE, error.kind if isinstance(error, UpstreamFailure) else type(error).__qualname__)
-    span.set_status(Status(StatusCode.ERROR))
-    span.end()
 
 
 async def _send_stream(

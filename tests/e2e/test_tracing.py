@@ -22,6 +22,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
+from database.accounts import DEV_ADMIN
 from database.seed import seed
 from tests.support.polling import wait_until
 from tests.support.stack import UNLIMITED, running_stack
@@ -201,3 +202,86 @@ async def test_one_request_is_one_trace_across_three_processes_and_unsampled_one
         assert server.attributes["http.response.status_code"] == 200
         assert server.attributes["request_id"] == request_id
     assert balancer_call.attributes["server.port"] == stack.apiservers[0].port
+
+
+ADMIN_TRACE = "5cf92f3577b34da6a3ce929d0e0e4737"
+LOGIN_TRACE = "6df92f3577b34da6a3ce929d0e0e4738"
+WRITE_TRACE = "7ef92f3577b34da6a3ce929d0e0e4739"
+
+
+def _sampled(trace_id: str) -> dict[str, str]:
+    return {"traceparent": f"00-{trace_id}-{CLIENT_SPAN_ID}-01"}
+
+
+async def test_queries_beyond_the_resources_and_the_admin_calls_are_spans_of_their_request(
+    tmp_path: Path, database_url: str, redis_url: str, receiver: OtlpReceiver
+) -> None:
+    """Every PostgreSQL query of a request is a span (the gateway's accounts, the apiserver's idempotency keys),
+    and the admin API's calls to the balancer and apiservers carry the trace on."""
+    await seed(database_url, resources=3)
+    tracing = {
+        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
+        "OTEL_TRACES_SAMPLER_ARG": "0",
+        "OTEL_BSP_SCHEDULE_DELAY": "50",
+    }
+    with running_stack(
+        tmp_path,
+        database_url,
+        redis_url,
+        apiservers=1,
+        apiserver_env=tracing,
+        balancer_env=tracing,
+        rate_limits=UNLIMITED,
+        TRUSTED_PROXIES="127.0.0.1/32",
+        **tracing,
+    ) as stack:
+        async with aiohttp.ClientSession() as http:
+            login_url = f"{stack.gateway}/api/v1/auth/login"
+            async with http.post(login_url, json=DEV_ADMIN.login, headers=_sampled(LOGIN_TRACE)) as response:
+                assert response.status == 200, await response.text()
+                auth = {"Authorization": f"Bearer {(await response.json())['token']}"}
+            body = {"name": "traced", "type": "seed", "data": {}}
+            headers = {**auth, **_sampled(WRITE_TRACE), "Idempotency-Key": "5b0c7a7e-3f1d-4d58-9d8c-2b7f1e0c9a11"}
+            async with http.post(f"{stack.gateway}/api/v1/resources", json=body, headers=headers) as response:
+                assert response.status == 201, await response.text()
+            headers = {**auth, **_sampled(ADMIN_TRACE)}
+            async with http.get(f"{stack.gateway}/api/v1/admin/cache", headers=headers) as response:
+                assert response.status == 200, await response.text()
+
+            def servers(trace_id: str) -> set[str]:
+                return {s.service for s in receiver.collected() if s.trace_id == trace_id and s.kind == 2}
+
+            async def all_exported() -> bool:
+                return (
+                    servers(LOGIN_TRACE) == {"gateway"}
+                    and servers(WRITE_TRACE) == {"gateway", "balancer", "apiserver"}
+                    and servers(ADMIN_TRACE) == {"gateway", "balancer", "apiserver"}
+                )
+
+            await wait_until(all_exported, within=15)
+
+    spans = receiver.collected()
+    login = [s for s in spans if s.trace_id == LOGIN_TRACE]
+    gateway = _one(login, "gateway", 2)
+    lookup = _one(login, "gateway", 3, "SELECT users")
+    assert lookup.parent_id == gateway.span_id
+    assert lookup.attributes["db.system.name"] == "postgresql"
+    assert "$1" in lookup.attributes["db.query.text"], "the statement with placeholders"
+    assert DEV_ADMIN.login["email"] not in str(lookup.attributes), "never the values"
+    assert _one(login, "gateway", 3, "INSERT refresh_tokens").parent_id == gateway.span_id
+
+    write = [s for s in spans if s.trace_id == WRITE_TRACE]
+    apiserver = _one(write, "apiserver", 2)
+    for name in ("SELECT idempotency_keys", "INSERT idempotency_keys", "INSERT resources"):
+        assert _one(write, "apiserver", 3, name).parent_id == apiserver.span_id, name
+
+    admin = [s for s in spans if s.trace_id == ADMIN_TRACE]
+    gateway = _one(admin, "gateway", 2)
+    calls = {s.span_id: s for s in admin if s.service == "gateway" and s.kind == 3 and s.name == "GET"}
+    assert len(calls) == 2, "GET /lb/status, then GET /internal/cache on the one apiserver"
+    for service in ("balancer", "apiserver"):
+        server = _one(admin, service, 2)
+        call = calls[server.parent_id]
+        assert call.parent_id == gateway.span_id
+        assert call.attributes["http.response.status_code"] == 200
+        assert call.attributes["url.full"].endswith(server.attributes["url.path"])

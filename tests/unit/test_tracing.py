@@ -21,7 +21,8 @@ from shared.keys import TRACEPARENT
 from shared.logging import TraceIdFilter, add_trace_ids, trace_ids
 from shared.metrics import Metrics
 from shared.settings import SettingsError
-from shared.tracing import Tracing, TracingSettings, child_span, postgres_span
+from shared.spans import child_span, postgres_span
+from shared.tracing import Tracing, TracingSettings
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
