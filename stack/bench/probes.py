@@ -24,17 +24,6 @@ def _stat_fields(pid: int) -> list[str] | None:
     return raw[raw.rindex(")") + 2 :].split()
 
 
-def group_members(pgid: int) -> list[int]:
-    """Every process in a process group (PostgreSQL's postmaster and its backends share one)."""
-    members = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and int(fields[2]) == pgid:
-                members.append(int(entry))
-    return members
-
-
 def with_descendants(pid: int) -> list[int]:
     """``pid`` and every process below it (a worker parent and its workers, which run in sessions of their own)."""
     children: dict[int, list[int]] = {}

@@ -28,7 +28,7 @@ from typing import Any
 
 from stack.bench.budgets import print_budgets
 from stack.bench.limiter import measure_limiter
-from stack.bench.probes import ProcessSample, group_members, metric_total, redis_commands, sample
+from stack.bench.probes import ProcessSample, metric_total, redis_commands, sample, with_descendants
 from stack.bench.scaling import measure_scaling
 from stack.bench.scenarios import Scenario, select
 from stack.bench.session import Credentials, clear_cache, obtain_credentials, sweep
@@ -61,7 +61,7 @@ class Stack:
     children: list[Child]
     database_url: str
     redis_url: str
-    data_pids: dict[str, int]  # "postgres" -> process group, "redis" -> pid
+    data_pids: dict[str, int]  # "postgres" -> the postmaster, "redis" -> pid
 
     def url(self, target: str) -> str:
         child = next(child for child in self.children if child.name.startswith(target))
@@ -73,7 +73,9 @@ class Stack:
     def process_pids(self) -> dict[str, list[int]]:
         pids = {child.name: [child.process.pid] for child in self.children if child.process is not None}
         if "postgres" in self.data_pids:
-            pids["postgres"] = group_members(self.data_pids["postgres"])
+            # The postmaster and its backends: each backend calls setsid(), so the postmaster's process group
+            # holds the postmaster alone, but they all stay its children.
+            pids["postgres"] = with_descendants(self.data_pids["postgres"])
         if "redis" in self.data_pids:
             pids["redis"] = [self.data_pids["redis"]]
         return pids
@@ -299,7 +301,7 @@ def run_bench(options: BenchOptions) -> int:
             scaling = measure_scaling(apiserver.env, options, Path(root))
         tracing = None
         if options.scenarios is None or TRACING_SCENARIO in options.scenarios:
-            print(f"[bench] {TRACING_SCENARIO}: the chain with tracing off vs at the default 1 % ratio", flush=True)
+            print(f"[bench] {TRACING_SCENARIO}: tracing off, at the default 1 % ratio and always", flush=True)
             tracing = measure_tracing(
                 bench_env(options),
                 options,

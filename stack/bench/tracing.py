@@ -12,10 +12,10 @@ paired with the ``off`` run of its own round.
 
 Two costs are reported for the default ratio. The *measured* one compares the ``default`` and ``off`` runs
 directly; it is a difference of ~1-2 % read from runs whose throughput moves ±10-20 % from one 5-20 s run to the
-next on a shared machine, so a single bench reads anything from about -10 % to +6 % (three rounds of one run once
-gave -12, -8 and +6). The *implied* one is what the budget holds: an ``always`` request is a sampled request, so
-``always`` minus ``off`` is the extra CPU of one sampled chain request (a +150-190 % difference, far above the
-noise), and the default samples 1 % of the requests: implied cost = 1 % x that extra / the ``off`` CPU.
+next on a shared machine (the three rounds of one full run gave 0.9, 27.2 and 3.4 %). The *implied* one is what
+the budget holds: an ``always`` request is a sampled request, so ``always`` minus ``off`` is the extra CPU of one
+sampled chain request (a +150-190 % difference, far above the noise), and the default samples 1 % of the
+requests: implied cost = 1 % x that extra / the ``off`` CPU.
 
 Reported: req/s and CPU ms per request of each chain (every run in ``runs``), both costs, and the extra CPU of a
 sampled request. Each traced chain exports to its own sink, a plain HTTP server in this process that answers
