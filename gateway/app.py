@@ -196,6 +196,7 @@ def create_app(settings: GatewaySettings, *, clock: Callable[[], float] = time.t
         max_connections=settings.upstream_connections,
         connect_timeout=1.0,
         timeout=settings.upstream_timeout,
+        max_age=settings.upstream_max_age,  # re-spread over the balancer pods behind one Service address
     )
     app.cleanup_ctx.extend(
         [

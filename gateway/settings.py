@@ -231,6 +231,7 @@ class GatewaySettings:
     client_timeout: float
     upstream_timeout: float
     upstream_connections: int
+    upstream_max_age: float  # 0: a balancer connection lives as long as it stays fit
     pg_pool_size: int
     stream_interval: float
     dashboard_dir: Path
@@ -263,6 +264,7 @@ class GatewaySettings:
             client_timeout=env.number("CLIENT_TIMEOUT", 15.0, minimum=0.5),
             upstream_timeout=env.number("UPSTREAM_TIMEOUT", 30.0, minimum=0.1),
             upstream_connections=env.integer("UPSTREAM_CONNECTIONS", 256, minimum=1),
+            upstream_max_age=env.number("UPSTREAM_MAX_CONNECTION_AGE", 60.0, minimum=0.0),
             pg_pool_size=env.integer("PG_POOL_SIZE", 10, minimum=1, maximum=500),
             stream_interval=env.number("ADMIN_STREAM_INTERVAL", 1.0, minimum=0.05),
             dashboard_dir=Path(env.text("DASHBOARD_DIR", str(DEFAULT_DASHBOARD_DIR))),

@@ -24,6 +24,7 @@ refused, after which the connection is closed).
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any, cast
 
 from shared.upstream.parser import ResponseError, ResponseHead, ResponseParser
@@ -72,6 +73,7 @@ class Http1Connection(asyncio.Protocol):
         self.state = IDLE
         self.reusable = True
         self.last_used = 0.0
+        self.retire_at = math.inf  # monotonic time after which the pool closes it instead of reusing it
         self.head: ResponseHead | None = None
         self.body_done = False
         self.bytes_received = False

@@ -1,11 +1,17 @@
 """One :class:`Upstream` per origin: a pool of keep-alive :class:`~shared.upstream.connection.Http1Connection` s.
 
 LIFO, so the warmest socket is reused; idle ones older than ``idle_timeout`` are dropped before the upstream's
-own keep-alive timer can race us. ``Upstream.send`` acquires a connection, writes the head (and the body, streamed
-from the client when not given) and waits for the response head; a reused keep-alive socket the upstream had just
-closed is retried once on a fresh connection, for idempotent requests without a streamed body.
+own keep-alive timer can race us. With ``max_age`` a connection is closed at the end of the first exchange after
+it has lived that long (each one's lifetime drawn from 75-100 % of it, so they do not all reconnect at once):
+behind a load-balanced address (a Kubernetes Service, kube-proxy choosing a pod per connection) the pool's
+connections are re-spread over the pods every ``max_age``, and a pod added by a scale-out gets its share instead
+of only the connections opened after it came.
 
-In a sampled request (:mod:`shared.tracing`) each ``send`` is a CLIENT span, from the request written to the
+``Upstream.send`` acquires a connection, writes the head (and the body, streamed from the client when not given)
+and waits for the response head; a reused keep-alive socket the upstream had just closed is retried once on a
+fresh connection, for idempotent requests without a streamed body.
+
+In a sampled request (:mod:`shared.spans`) each ``send`` is a CLIENT span, from the request written to the
 response released or closed, and the ``traceparent`` sent names it, so the next hop's server span is its child.
 Unsampled, the only cost is the check.
 """
@@ -13,6 +19,7 @@ Unsampled, the only cost is the check.
 from __future__ import annotations
 
 import asyncio
+import random
 import ssl
 import time
 from collections import deque
@@ -116,7 +123,9 @@ class Upstream:
         connect_timeout: float = 1.0,
         timeout: float = 10.0,
         idle_timeout: float = 15.0,
+        max_age: float = 0.0,
     ) -> None:
+        """``max_age`` 0: a connection is reused for as long as it stays fit."""
         url = URL(base_url)
         if url.scheme not in ("http", "https") or not url.host:
             raise ValueError(f"not an http(s) URL: {base_url!r}")
@@ -125,6 +134,7 @@ class Upstream:
         self.connect_timeout = connect_timeout
         self.timeout = timeout
         self.idle_timeout = idle_timeout
+        self.max_age = max_age
         self._host = url.host
         self._port = url.port or (443 if url.scheme == "https" else 80)
         self._ssl: ssl.SSLContext | None = ssl.create_default_context() if url.scheme == "https" else None
@@ -250,7 +260,8 @@ class Upstream:
             now = time.monotonic()
             while idle:
                 connection = idle.pop()
-                if connection.state == IDLE and now - connection.last_used < self.idle_timeout:
+                fresh = now - connection.last_used < self.idle_timeout and now < connection.retire_at
+                if connection.state == IDLE and fresh:
                     return connection
                 self._discard(connection)
         return None
@@ -288,15 +299,19 @@ class Upstream:
         except BaseException:
             self._slot_freed()
             raise
+        if self.max_age > 0:
+            connection.retire_at = time.monotonic() + self.max_age * (1.0 - random.random() / 4)
         return connection
 
     def _release(self, connection: Http1Connection) -> None:
-        connection.last_used = time.monotonic()
-        if connection.finish() and not self._closed:
+        now = connection.last_used = time.monotonic()
+        if not connection.finish():  # closed it
+            self._slot_freed()
+        elif self._closed or now >= connection.retire_at:
+            self._discard(connection)
+        else:
             self._idle.append(connection)
             self._wake_one()
-        else:
-            self._slot_freed()
 
     def _discard(self, connection: Http1Connection) -> None:
         connection.close()

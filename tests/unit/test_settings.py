@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from apiserver.settings import ApiServerSettings
+from gateway.settings import GatewaySettings
 from shared.settings import DEV_INTERNAL_SECRET, CommonSettings, SettingsError
 
 BASE = {"DATABASE_URL": "postgresql://a:b@localhost/db", "REDIS_URL": "redis://localhost/0"}
@@ -44,3 +45,10 @@ def test_production_refuses_default_and_short_secrets() -> None:
         CommonSettings.from_env({"ENVIRONMENT": "production", "INTERNAL_SECRET": "short"}, service="x")
     ok = CommonSettings.from_env({"ENVIRONMENT": "production", "INTERNAL_SECRET": "k" * 32}, service="x")
     assert ok.production
+
+
+def test_the_gateway_retires_balancer_connections_after_a_minute_unless_told_otherwise() -> None:
+    assert GatewaySettings.from_env(BASE).upstream_max_age == 60.0
+    assert GatewaySettings.from_env({**BASE, "UPSTREAM_MAX_CONNECTION_AGE": "0"}).upstream_max_age == 0.0
+    with pytest.raises(SettingsError, match="UPSTREAM_MAX_CONNECTION_AGE"):
+        GatewaySettings.from_env({**BASE, "UPSTREAM_MAX_CONNECTION_AGE": "-5"})
