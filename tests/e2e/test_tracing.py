@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -25,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
 from database.accounts import DEV_ADMIN
 from database.seed import seed
 from tests.support.polling import wait_until
-from tests.support.stack import UNLIMITED, running_stack
+from tests.support.stack import UNLIMITED, Stack, running_stack
 
 pytestmark = pytest.mark.e2e
 
@@ -121,23 +122,10 @@ def receiver() -> Iterator[OtlpReceiver]:
         thread.join()
 
 
-async def _get(http: aiohttp.ClientSession, url: str, traceparent: str | None) -> str:
-    headers = {"traceparent": traceparent} if traceparent else {"X-Request-ID": NEW_TRACE_PROBE}
-    async with http.get(url, headers=headers) as response:
-        assert response.status == 200, await response.text()
-        return response.headers["X-Request-ID"]
-
-
-def _one(spans: list[ExportedSpan], service: str, kind: int, name: str | None = None) -> ExportedSpan:
-    found = [s for s in spans if s.service == service and s.kind == kind and name in (None, s.name)]
-    assert len(found) == 1, f"{service} {kind} {name}: {found}"
-    return found[0]
-
-
-async def test_one_request_is_one_trace_across_three_processes_and_unsampled_ones_export_nothing(
-    tmp_path: Path, database_url: str, redis_url: str, receiver: OtlpReceiver
-) -> None:
-    await seed(database_url, resources=3)
+@contextmanager
+def _traced_stack(tmp_path: Path, database_url: str, redis_url: str, receiver: OtlpReceiver) -> Iterator[Stack]:
+    """One apiserver, the balancer and the gateway exporting to ``receiver``; only a sampled traceparent from the
+    test (a trusted proxy) starts a trace."""
     tracing = {
         "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
         "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
@@ -155,6 +143,27 @@ async def test_one_request_is_one_trace_across_three_processes_and_unsampled_one
         TRUSTED_PROXIES="127.0.0.1/32",
         **tracing,
     ) as stack:
+        yield stack
+
+
+async def _get(http: aiohttp.ClientSession, url: str, traceparent: str | None) -> str:
+    headers = {"traceparent": traceparent} if traceparent else {"X-Request-ID": NEW_TRACE_PROBE}
+    async with http.get(url, headers=headers) as response:
+        assert response.status == 200, await response.text()
+        return response.headers["X-Request-ID"]
+
+
+def _one(spans: list[ExportedSpan], service: str, kind: int, name: str | None = None) -> ExportedSpan:
+    found = [s for s in spans if s.service == service and s.kind == kind and name in (None, s.name)]
+    assert len(found) == 1, f"{service} {kind} {name}: {found}"
+    return found[0]
+
+
+async def test_one_request_is_one_trace_across_three_processes_and_unsampled_ones_export_nothing(
+    tmp_path: Path, database_url: str, redis_url: str, receiver: OtlpReceiver
+) -> None:
+    await seed(database_url, resources=3)
+    with _traced_stack(tmp_path, database_url, redis_url, receiver) as stack:
         async with aiohttp.ClientSession() as http:
             url = f"{stack.gateway}/api/v1/resources"
             # First the requests that must leave nothing, then the sampled one: once its spans are in from all
@@ -219,22 +228,7 @@ async def test_queries_beyond_the_resources_and_the_admin_calls_are_spans_of_the
     """Every PostgreSQL query of a request is a span (the gateway's accounts, the apiserver's idempotency keys),
     and the admin API's calls to the balancer and apiservers carry the trace on."""
     await seed(database_url, resources=3)
-    tracing = {
-        "OTEL_EXPORTER_OTLP_ENDPOINT": receiver.url,
-        "OTEL_TRACES_SAMPLER_ARG": "0",
-        "OTEL_BSP_SCHEDULE_DELAY": "50",
-    }
-    with running_stack(
-        tmp_path,
-        database_url,
-        redis_url,
-        apiservers=1,
-        apiserver_env=tracing,
-        balancer_env=tracing,
-        rate_limits=UNLIMITED,
-        TRUSTED_PROXIES="127.0.0.1/32",
-        **tracing,
-    ) as stack:
+    with _traced_stack(tmp_path, database_url, redis_url, receiver) as stack:
         async with aiohttp.ClientSession() as http:
             login_url = f"{stack.gateway}/api/v1/auth/login"
             async with http.post(login_url, json=DEV_ADMIN.login, headers=_sampled(LOGIN_TRACE)) as response:

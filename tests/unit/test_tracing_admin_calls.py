@@ -19,6 +19,7 @@ from shared.identity import Identity
 from shared.metrics import Metrics
 from shared.tracing import Tracing
 from stack.services.ports import free_port
+from tests.support.traces import assert_called_within
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
@@ -67,11 +68,7 @@ async def test_a_sampled_admin_call_is_a_client_span_that_the_callee_sees_as_par
     seen = (await (await client.get("/admin", params={"path": "/lb/status"})).json())["traceparent"]
     spans = {span.kind: span for span in exported.get_finished_spans()}
     server, call = spans[SpanKind.SERVER], spans[SpanKind.CLIENT]
-    assert call.context is not None
-    assert server.context is not None
-    assert call.parent is not None
-    assert call.parent.span_id == server.context.span_id
-    assert seen == f"00-{call.context.trace_id:032x}-{call.context.span_id:016x}-{int(call.context.trace_flags):02x}"
+    assert_called_within(server, call, seen)
     attributes = dict(call.attributes or {})
     assert attributes["url.full"] == f"{upstream}/lb/status"
     assert attributes["http.response.status_code"] == 200

@@ -17,6 +17,7 @@ from shared.metrics import Metrics
 from shared.tracing import Tracing
 from shared.upstream import Upstream, UpstreamFailure, outgoing_headers, proxy_request
 from stack.services.ports import free_port
+from tests.support.traces import assert_called_within
 
 Client = TestClient[web.Request, web.Application]
 ClientFactory = Callable[[web.Application], Awaitable[Client]]
@@ -70,11 +71,7 @@ async def test_a_sampled_call_is_a_client_span_and_the_next_hop_sees_it_as_paren
     seen = (await (await client.get("/p?email=someone@example.com")).json())["traceparent"]
     spans = _kinds(exported.get_finished_spans())
     server, call = spans[SpanKind.SERVER], spans[SpanKind.CLIENT]
-    assert server.context is not None
-    assert call.context is not None
-    assert call.parent is not None
-    assert call.parent.span_id == server.context.span_id
-    assert seen == f"00-{call.context.trace_id:032x}-{call.context.span_id:016x}-{int(call.context.trace_flags):02x}"
+    assert_called_within(server, call, seen)
     assert call.name == "GET"
     attributes = dict(call.attributes or {})
     port = int(backend.rsplit(":", 1)[1])
