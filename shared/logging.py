@@ -28,8 +28,8 @@ from structlog.typing import EventDict, WrappedLogger
 
 _LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR}
 
-# Set by shared.tracing: the traceparent the request being served passes on, and (sampled only) the id of the
-# span running now. Here rather than there so that logging never imports the tracing SDK.
+# Set by shared.tracing and shared.spans: the traceparent the request being served passes on, and (sampled only)
+# the id of the span running now. Here rather than there so that logging never imports the tracing SDK.
 log_traceparent: ContextVar[str | None] = ContextVar("log_traceparent", default=None)
 log_span_id: ContextVar[str | None] = ContextVar("log_span_id", default=None)
 

@@ -7,6 +7,7 @@ sampled, creates nothing::
     child_span(name)   with-block: a child span, itself active while the block runs (limiter, cache levels)
     postgres_span(sql) with-block: a CLIENT span for one query (database semantic conventions)
     start_child(name)  a child span the caller ends (an upstream call that outlives the block that starts it)
+    untraced()         with-block: nothing recorded, the trace passed on as not sampled (a long stream's ticks)
     client_answered / client_failed   an HTTP CLIENT span's outcome (4xx count as errors for a client)
 
 The traced query helpers every PostgreSQL caller uses are in :mod:`shared.queries`.
@@ -16,6 +17,8 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from types import TracebackType
 
@@ -30,7 +33,7 @@ from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATU
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 from opentelemetry.util.types import Attributes
 
-from shared.logging import log_span_id
+from shared.logging import log_span_id, log_traceparent
 
 __all__ = [
     "Active",
@@ -44,6 +47,7 @@ __all__ = [
     "postgres_span",
     "start_child",
     "traceparent_of",
+    "untraced",
 ]
 
 _SQL_TARGET = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+([A-Za-z_][A-Za-z0-9_.]*)", re.IGNORECASE)
@@ -181,3 +185,20 @@ def client_failed(span: Span, error_type: str) -> None:
     span.set_attribute(ERROR_TYPE, error_type)
     span.set_status(Status(StatusCode.ERROR))
     span.end()
+
+
+@contextmanager
+def untraced() -> Iterator[None]:
+    """Within the block nothing is recorded and calls pass the request's trace on with its sampled flag cleared.
+
+    For work a long-lived request repeats (the admin stream's snapshot every second): its trace keeps the first
+    round and the request's own span, not a span per round for hours. Log lines keep the trace id.
+    """
+    traceparent = log_traceparent.get()
+    unsampled = None if traceparent is None else f"{traceparent[:53]}{int(traceparent[53:55], 16) & 0xFE:02x}"
+    tokens = _active.set(None), log_traceparent.set(unsampled)
+    try:
+        yield
+    finally:
+        _active.reset(tokens[0])
+        log_traceparent.reset(tokens[1])

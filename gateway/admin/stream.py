@@ -20,6 +20,7 @@ from gateway.fleet import HISTORY_SECONDS, RECENT_SECONDS
 from gateway.http import query_int
 from gateway.keys import PRINCIPAL, RATE_HEADERS, SETTINGS
 from shared.authz import require_admin
+from shared.spans import untraced
 
 MAX_EVENTS = 1_000_000
 
@@ -46,7 +47,9 @@ async def stream(request: web.Request) -> web.StreamResponse:
     with contextlib.suppress(ConnectionError):
         while max_events is None or sent < max_events:
             history = HISTORY_SECONDS if sent == 0 else RECENT_SECONDS
-            snapshot = await dashboard_snapshot(request.app, identity, history=history)
+            # A sampled stream's trace holds its first snapshot's calls, not one more round every second for hours.
+            with contextlib.nullcontext() if sent == 0 else untraced():
+                snapshot = await dashboard_snapshot(request.app, identity, history=history)
             await response.write(b"event: snapshot\ndata: " + orjson.dumps(snapshot) + b"\n\n")
             sent += 1
             if max_events is not None and sent >= max_events:

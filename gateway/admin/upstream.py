@@ -35,12 +35,13 @@ def _client_span(method: str, url: str) -> Span | None:
     """A CLIENT span under the admin request's (HTTP semantic conventions); None when it is not sampled."""
     if spans.active() is None:
         return None
-    target = URL(url)
-    attributes: dict[str, str | int] = {HTTP_REQUEST_METHOD: method, URL_FULL: str(target.with_query(None))}
-    if target.host is not None:
-        attributes[SERVER_ADDRESS] = target.host
-    if target.port is not None:
-        attributes[SERVER_PORT] = target.port
+    attributes: dict[str, str | int] = {HTTP_REQUEST_METHOD: method, URL_FULL: url.partition("?")[0]}
+    with contextlib.suppress(ValueError):  # a malformed URL fails the call itself, with its own error
+        target = URL(url)
+        if target.host is not None:
+            attributes[SERVER_ADDRESS] = target.host
+        if target.port is not None:
+            attributes[SERVER_PORT] = target.port
     return spans.start_child(method, kind=SpanKind.CLIENT, attributes=attributes)
 
 
@@ -80,10 +81,14 @@ class AdminClient:
             ) as response:
                 body = await response.read()
                 status = response.status
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+        except (aiohttp.ClientError, TimeoutError, OSError, ValueError) as exc:  # ValueError: a malformed URL
             if span is not None:
                 spans.client_failed(span, type(exc).__qualname__)
             raise UpstreamError(f"{type(exc).__name__} calling {url}") from None
+        except BaseException as exc:  # cancelled (the admin went away, shutdown): the span still ends
+            if span is not None:
+                spans.client_failed(span, type(exc).__qualname__)
+            raise
         if span is not None:
             spans.client_answered(span, status)
             span.end()

@@ -70,7 +70,7 @@ def checks(rows: list[dict[str, Any]]) -> list[Check]:
     if tracing is not None:
         # What 1 % of sampled requests add, from the always-sampled chain: the direct 1 % comparison
         # (tracing["cost_pct"], printed beside it) is smaller than the noise of the runs; see stack.bench.tracing.
-        implied = tracing["implied_cost_pct"]
+        implied = tracing.get("implied_cost_pct")  # absent when the scenario was skipped
         found.append(Check("tracing: chain CPU cost at 1 % sampling (%)", implied, TRACING_MAX_COST_PCT, at_most=True))
     scaling = by_name.get("scaling")
     if scaling is not None and "ratio" in scaling:

@@ -57,6 +57,37 @@ def sample(pids: list[int]) -> ProcessSample:
     return ProcessSample(cpu, rss)
 
 
+def sample_postgres(postmaster: int) -> ProcessSample:
+    """PostgreSQL as a whole: the postmaster and every backend below it (each calls ``setsid()``, so the process
+    group holds the postmaster alone).
+
+    CPU also counts the backends that exited and were reaped (their CPU moved into the postmaster's cutime and
+    cstime), so a backend ending between two samples neither vanishes nor makes the difference negative. Memory is
+    the sum of PSS: every backend maps the shared buffers, and summing their RSS would count those once each.
+    """
+    pids = with_descendants(postmaster)
+    cpu, pss = 0.0, 0
+    for pid in pids:
+        fields = _stat_fields(pid)
+        if fields is None:
+            continue
+        cpu += (int(fields[11]) + int(fields[12])) / _TICKS
+        if pid == postmaster:
+            cpu += (int(fields[13]) + int(fields[14])) / _TICKS  # cutime + cstime: reaped backends
+        pss += _pss_bytes(pid)
+    return ProcessSample(cpu, pss)
+
+
+def _pss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    return 0
+
+
 async def redis_commands(url: str) -> int:
     client = aioredis.Redis.from_url(url)
     try:

@@ -21,6 +21,7 @@ import platform
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +29,7 @@ from typing import Any
 
 from stack.bench.budgets import print_budgets
 from stack.bench.limiter import measure_limiter
-from stack.bench.probes import ProcessSample, metric_total, redis_commands, sample, with_descendants
+from stack.bench.probes import ProcessSample, metric_total, redis_commands, sample, sample_postgres
 from stack.bench.scaling import measure_scaling
 from stack.bench.scenarios import Scenario, select
 from stack.bench.session import Credentials, clear_cache, obtain_credentials, sweep
@@ -70,30 +71,29 @@ class Stack:
     def apiserver_urls(self) -> list[str]:
         return [f"http://127.0.0.1:{c.port}" for c in self.children if c.name.startswith("apiserver")]
 
-    def process_pids(self) -> dict[str, list[int]]:
-        pids = {child.name: [child.process.pid] for child in self.children if child.process is not None}
+    def samples(self) -> dict[str, ProcessSample]:
+        """CPU and memory of every process now (PostgreSQL: the postmaster, its backends and reaped ones)."""
+        found = {child.name: sample([child.process.pid]) for child in self.children if child.process is not None}
         if "postgres" in self.data_pids:
-            # The postmaster and its backends: each backend calls setsid(), so the postmaster's process group
-            # holds the postmaster alone, but they all stay its children.
-            pids["postgres"] = with_descendants(self.data_pids["postgres"])
+            found["postgres"] = sample_postgres(self.data_pids["postgres"])
         if "redis" in self.data_pids:
-            pids["redis"] = [self.data_pids["redis"]]
-        return pids
+            found["redis"] = sample([self.data_pids["redis"]])
+        return found
 
 
 class RssSampler(threading.Thread):
     """Samples RSS of every process once a second while a scenario runs."""
 
-    def __init__(self, pids: dict[str, list[int]]) -> None:
+    def __init__(self, take: Callable[[], dict[str, ProcessSample]]) -> None:
         super().__init__(daemon=True)
-        self.pids = pids
-        self.samples: dict[str, list[int]] = {name: [] for name in pids}
+        self.take = take
+        self.samples: dict[str, list[int]] = {}
         self._halt = threading.Event()
 
     def run(self) -> None:
         while not self._halt.wait(1.0):
-            for name, pids in self.pids.items():
-                self.samples[name].append(sample(pids).rss_bytes)
+            for name, taken in self.take().items():
+                self.samples.setdefault(name, []).append(taken.rss_bytes)
 
     def stop(self) -> dict[str, float]:
         """Drift in % over the second half: (max - min) / mean of the later samples."""
@@ -189,10 +189,9 @@ async def _counters(stack: Stack) -> tuple[int, float, float, float, float]:
 def _measure(stack: Stack, scenario: Scenario, options: BenchOptions, credentials: Credentials) -> dict[str, Any]:
     if scenario.prepare == "clear_cache":
         asyncio.run(clear_cache(stack.apiserver_urls()[0]))
-    pids = stack.process_pids()
-    before_cpu = {name: sample(p) for name, p in pids.items()}
+    before_cpu = stack.samples()
     before = asyncio.run(_counters(stack))
-    sampler = RssSampler(pids)
+    sampler = RssSampler(stack.samples)
     sampler.start()
     result = run_wrk(
         stack.url(scenario.target),
@@ -205,7 +204,7 @@ def _measure(stack: Stack, scenario: Scenario, options: BenchOptions, credential
     drift = sampler.stop()
     after = asyncio.run(_counters(stack))
     # Listed again: PostgreSQL starts a backend per new pooled connection, and those count from zero.
-    after_cpu = {name: sample(p) for name, p in stack.process_pids().items()}
+    after_cpu = stack.samples()
     return _summarise(scenario, result, before_cpu, after_cpu, before, after, drift)
 
 

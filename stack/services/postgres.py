@@ -4,7 +4,8 @@
               mode, rename to <data> ─► spawn `postgres -D <data>` in its own session ─► poll
               postmaster.pid until "ready" and the TCP port answers
     stop():   SIGINT (fast shutdown) ─► wait ─► SIGKILL the process group if it does not exit in time
-    kill():   SIGKILL the whole process group (postmaster and backends), like a power cut
+    kill():   SIGKILL the postmaster's process group, like a power cut: the backends (each calls setsid(), so they
+              are not in that group) exit when they notice the postmaster is gone
 
 PostgreSQL refuses to run as root. When we are root, its processes run as the `postgres` user (or `nobody`),
 the data directory is owned by that user, and the binaries are checked to be executable by it before they are

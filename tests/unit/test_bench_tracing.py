@@ -52,3 +52,13 @@ def test_the_budget_holds_the_implied_cost() -> None:
     assert check.measured is not None
     assert check.measured > TRACING_MAX_COST_PCT
     assert check.met is False
+
+
+def test_a_round_whose_off_chain_served_nothing_is_left_out() -> None:
+    dead = {**ROUNDS[0], "off": {**_run(0, 0, 0, 0), "requests": 0}}
+    row = summarize([dead, *ROUNDS[1:]], {})
+    assert len(row["cost_pct_rounds"]) == 2
+    skipped = summarize([dead], {})
+    assert "skipped" in skipped
+    (check,) = [check for check in checks([skipped]) if check.what.startswith("tracing")]
+    assert check.met is None, "not measured, never met"

@@ -18,10 +18,10 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from shared.context import request_middleware
 from shared.keys import TRACEPARENT
-from shared.logging import TraceIdFilter, add_trace_ids, trace_ids
+from shared.logging import TraceIdFilter, add_trace_ids, log_traceparent, trace_ids
 from shared.metrics import Metrics
 from shared.settings import SettingsError
-from shared.spans import child_span, postgres_span
+from shared.spans import child_span, postgres_span, untraced
 from shared.tracing import Tracing, TracingSettings
 
 Client = TestClient[web.Request, web.Application]
@@ -120,8 +120,16 @@ def _traced_app(
         with postgres_span("SELECT version FROM resources WHERE id = $1"), postgres_span("SELECT 1"):
             return web.json_response({"trace": request[TRACEPARENT]})
 
+    async def quiet(request: web.Request) -> web.Response:
+        with untraced(), child_span("each round") as inside:
+            passed_on, (trace_id, _) = log_traceparent.get(), trace_ids()
+        with child_span("after"):
+            pass
+        return web.json_response({"inside": inside, "passed_on": passed_on, "trace_id": trace_id})
+
     app.router.add_get("/items/{name}", item)
     app.router.add_get("/health", health)
+    app.router.add_get("/quiet", quiet)
     return app, exported
 
 
@@ -261,6 +269,20 @@ async def test_probes_start_no_trace_but_join_a_sampled_one(aiohttp_client: Clie
 
 
 # -- helpers ---------------------------------------------------------------------------------------------------
+
+
+async def test_untraced_work_records_nothing_and_passes_the_trace_on_unsampled(aiohttp_client: ClientFactory) -> None:
+    app, exported = _traced_app(ALWAYS)
+    client = await aiohttp_client(app)
+    body: dict[str, Any] = await (await client.get("/quiet")).json()
+    spans = _by_name(exported.get_finished_spans())
+    assert set(spans) == {"GET /quiet", "after"}, "no span inside the block; recording resumes after it"
+    server = spans["GET /quiet"].context
+    assert server is not None
+    assert body["inside"] is None
+    assert body["trace_id"] == _hex(server.trace_id, 32), "log lines keep the trace id"
+    flags = int(server.trace_flags) & 0xFE
+    assert body["passed_on"] == f"00-{_hex(server.trace_id, 32)}-{_hex(server.span_id, 16)}-{flags:02x}"
 
 
 def test_outside_a_sampled_request_child_spans_cost_nothing() -> None:
