@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
 
 import structlog
 from aiohttp import web
@@ -31,6 +30,7 @@ from shared.health import add_health_routes
 from shared.keys import INSTANCE_ID, METRICS, PG_POOL, REDIS, SERVICE
 from shared.metrics import Metrics
 from shared.resources import create_pg_pool, pg_context, redis_context
+from shared.shutdown import stop_tasks
 from shared.tracing import Tracing
 
 REDIS_BREAKER = "redis-cache"
@@ -123,11 +123,7 @@ def _cache_context(settings: ApiServerSettings, metrics: Metrics) -> Callable[[w
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            for task in tasks:
-                with suppress(asyncio.CancelledError):
-                    await task
+            await stop_tasks(*tasks)
             if router is not None:
                 await asyncio.gather(*(replica.pool.close() for replica in router.replicas))
 

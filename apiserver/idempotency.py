@@ -42,7 +42,6 @@ import asyncio
 import hashlib
 import re
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -54,6 +53,7 @@ from asyncpg.pool import PoolConnectionProxy
 
 from shared import queries
 from shared.errors import Problem
+from shared.shutdown import stop_tasks
 
 __all__ = [
     "HEADER",
@@ -240,8 +240,6 @@ def idempotency_sweeper(
         try:
             yield
         finally:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks(task)
 
     return sweeper

@@ -28,7 +28,6 @@ import asyncio
 import socket
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import suppress
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -39,6 +38,7 @@ from balancer.backend import Backend, Clock
 from balancer.metrics import BalancerMetrics
 from balancer.pool import BackendPool
 from balancer.settings import BackendSpec, DnsTarget
+from shared.shutdown import stop_tasks
 
 _log = structlog.get_logger("balancer.discovery")
 
@@ -200,11 +200,6 @@ class Discovery:
             try:
                 yield
             finally:
-                tasks = [loop_task, *self._removals]
-                for task in tasks:
-                    task.cancel()
-                for task in tasks:
-                    with suppress(asyncio.CancelledError):
-                        await task
+                await stop_tasks(loop_task, *self._removals)
 
         return dns_discovery

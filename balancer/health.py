@@ -18,7 +18,6 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
 
 import structlog
 from aiohttp import web
@@ -26,6 +25,7 @@ from aiohttp import web
 from balancer.backend import Backend, Clock
 from balancer.pool import BackendPool
 from shared.breaker import CLOSED
+from shared.shutdown import stop_tasks
 from shared.upstream import UpstreamFailure
 
 HealthListener = Callable[[Backend], None]
@@ -118,9 +118,7 @@ class HealthChecker:
     async def stop(self, backend_id: str) -> None:
         task = self._tasks.pop(backend_id, None)
         if task is not None:
-            task.cancel()
-            with suppress(asyncio.CancelledError):
-                await task
+            await stop_tasks(task)
 
     async def stop_all(self) -> None:
         for backend_id in list(self._tasks):

@@ -62,6 +62,7 @@ from shared.netaddr import client_address
 from shared.passwords import verify_password
 from shared.resources import make_redis, pg_context
 from shared.settings import SettingsError
+from shared.shutdown import closing
 from shared.tracing import Tracing
 from shared.upstream import Upstream
 
@@ -71,13 +72,13 @@ CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
 async def close_redis(app: web.Application) -> AsyncIterator[None]:
     yield
-    await app[LIMITER].close()  # its pipelined connection first, then the client's pool
-    await app[REDIS].aclose()
+    await closing("rate limiter", app[LIMITER].close)  # its pipelined connection first, then the client's pool
+    await closing("redis client", app[REDIS].aclose)
 
 
 async def close_upstream(app: web.Application) -> AsyncIterator[None]:
     yield
-    await app[UPSTREAM].close()
+    await closing("balancer connections", app[UPSTREAM].close)
 
 
 def stores_context(settings: GatewaySettings) -> CleanupContext:

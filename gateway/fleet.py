@@ -49,6 +49,7 @@ from gateway.keys import SETTINGS
 from shared.keys import GATEWAY_FLEET_KEY, GATEWAY_ROW_PREFIX, GATEWAY_SLOT_PREFIX, METRICS, REDIS, RedisClient
 from shared.metrics import LATENCY_BUCKETS
 from shared.settings import CommonSettings
+from shared.shutdown import closing, stop_tasks
 
 STEP = 1  # seconds between beats, and the history's resolution: one constant, so every gateway's slots line up
 HISTORY_SECONDS = 900  # what a dashboard gets when it connects: the last 15 minutes
@@ -183,10 +184,8 @@ def fleet_heartbeat(snapshot: SnapshotSource) -> Callable[[web.Application], Asy
         try:
             yield
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await publisher.leave()
+            await stop_tasks(task)
+            await closing("fleet leave", publisher.leave)
 
     return heartbeat
 

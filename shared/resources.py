@@ -23,6 +23,7 @@ from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 
 from shared.keys import PG_POOL, REDIS, RedisClient
+from shared.shutdown import closing
 
 CleanupContext = Callable[[web.Application], AsyncIterator[None]]
 
@@ -154,7 +155,7 @@ def redis_context(url: str) -> CleanupContext:
         try:
             yield
         finally:
-            await client.aclose()
+            await closing("redis client", client.aclose)
 
     return redis_client
 
@@ -191,6 +192,6 @@ def pg_context(dsn: str, *, max_size: int = 10) -> CleanupContext:
         try:
             yield
         finally:
-            await pool.close()
+            await closing("postgres pool", pool.close, force=pool.terminate)
 
     return pg_pool

@@ -34,6 +34,8 @@ from redis.asyncio.connection import AbstractConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, RedisError, ResponseError
 
+from shared.shutdown import stop_tasks
+
 __all__ = ["ClusterScript", "ScriptPipeline"]
 
 Arg = str | int | float | bytes
@@ -88,9 +90,7 @@ class ScriptPipeline:
         self._closed = True
         writer, self._writer = self._writer, None
         if writer is not None:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            await stop_tasks(writer)
         self._fail(self._pending, RedisConnectionError("the rate limiter is shutting down"))
         self._pending = []
         await self._drop_connection()
