@@ -56,8 +56,8 @@ PROD_FLOOR_RPS = 10_000
 PROD_PEAK_RPS = 100_000
 CPU_TARGET = 0.70
 WRITE_SHARE = 0.05  # the mix's PATCH share
-# PostgreSQL CPU per PATCH transaction: not in bench/results.json (its probe misses the backends), measured once
-# (docs/scaling.md, "Inputs").
+# PostgreSQL CPU per PATCH transaction: not in bench/results.json (that run predates the probe counting the backends),
+# measured once (docs/scaling.md, "Inputs").
 PG_WRITE_CPU_MS = 0.25
 
 
