@@ -7,6 +7,7 @@ sampled, creates nothing::
     child_span(name)   with-block: a child span, itself active while the block runs (limiter, cache levels)
     postgres_span(sql) with-block: a CLIENT span for one query (database semantic conventions)
     start_child(name)  a child span the caller ends (an upstream call that outlives the block that starts it)
+    start_http_call    start_child for an HTTP call, with its semantic-convention attributes
     untraced()         with-block: nothing recorded, the trace passed on as not sampled (a long stream's ticks)
     client_answered / client_failed   an HTTP CLIENT span's outcome (4xx count as errors for a client)
 
@@ -29,13 +30,17 @@ from opentelemetry.semconv.attributes.db_attributes import (
     DB_SYSTEM_NAME,
 )
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
-from opentelemetry.semconv.attributes.http_attributes import HTTP_RESPONSE_STATUS_CODE
+from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_METHOD, HTTP_RESPONSE_STATUS_CODE
+from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
+from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
+from opentelemetry.semconv.attributes.url_attributes import URL_FULL
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, set_span_in_context
 from opentelemetry.util.types import Attributes
 
 from shared.logging import log_span_id, log_traceparent
 
 __all__ = [
+    "SAMPLED_DIGITS",
     "Active",
     "Tokens",
     "activate",
@@ -44,12 +49,15 @@ __all__ = [
     "client_answered",
     "client_failed",
     "deactivate",
+    "flagged",
     "postgres_span",
     "start_child",
+    "start_http_call",
     "traceparent_of",
     "untraced",
 ]
 
+SAMPLED_DIGITS = frozenset("13579bdf")  # a traceparent's flags' low hex digit when the sampled bit is set
 _SQL_TARGET = re.compile(r"\b(?:FROM|INTO|UPDATE)\s+([A-Za-z_][A-Za-z0-9_.]*)", re.IGNORECASE)
 
 # The recording span of the running request (or of the child span it is in) and the tracer that made it; None
@@ -172,6 +180,31 @@ def _described(sql: str) -> tuple[str, dict[str, str]]:
     return f"{operation} {target.group(1)}", attributes
 
 
+def flagged(traceparent: str, sampled: bool) -> str:
+    """``traceparent`` with its sampled flag set to ``sampled`` (the other flag bits kept)."""
+    if (traceparent[54] in SAMPLED_DIGITS) == sampled:
+        return traceparent
+    flags = int(traceparent[53:55], 16)
+    return f"{traceparent[:53]}{flags | 1 if sampled else flags & 0xFE:02x}"
+
+
+def start_http_call(method: str, url: str, host: str | None, port: int | None) -> Span | None:
+    """A CLIENT span for one HTTP/1.1 call under the active span (HTTP semantic conventions: ``url.full``
+    without the query string, which may carry personal data); None when the request is not sampled."""
+    if _active.get() is None:
+        return None
+    attributes: dict[str, str | int] = {
+        HTTP_REQUEST_METHOD: method,
+        URL_FULL: url.partition("?")[0],
+        NETWORK_PROTOCOL_VERSION: "1.1",
+    }
+    if host is not None:
+        attributes[SERVER_ADDRESS] = host
+    if port is not None:
+        attributes[SERVER_PORT] = port
+    return start_child(method, kind=SpanKind.CLIENT, attributes=attributes)
+
+
 def client_answered(span: Span, status: int) -> None:
     """An HTTP CLIENT span's response status; a client span's error includes 4xx."""
     span.set_attribute(HTTP_RESPONSE_STATUS_CODE, status)
@@ -195,7 +228,7 @@ def untraced() -> Iterator[None]:
     round and the request's own span, not a span per round for hours. Log lines keep the trace id.
     """
     traceparent = log_traceparent.get()
-    unsampled = None if traceparent is None else f"{traceparent[:53]}{int(traceparent[53:55], 16) & 0xFE:02x}"
+    unsampled = None if traceparent is None else flagged(traceparent, sampled=False)
     tokens = _active.set(None), log_traceparent.set(unsampled)
     try:
         yield

@@ -83,7 +83,7 @@ from shared.keys import REQUEST_ID
 from shared.logging import log_traceparent
 from shared.metrics import UNMATCHED_ROUTE, route_template
 from shared.settings import SettingsError
-from shared.spans import Tokens, activate, deactivate, traceparent_of
+from shared.spans import SAMPLED_DIGITS, Tokens, activate, deactivate, flagged, traceparent_of
 
 __all__ = [
     "REQUEST_ID_ATTRIBUTE",
@@ -100,7 +100,6 @@ SAMPLERS = frozenset(
 )  # fmt: skip
 EXPORTERS = frozenset({"otlp", "console"})
 TRACEPARENT = re.compile(r"00-(?!0{32})[0-9a-f]{32}-(?!0{16})[0-9a-f]{16}-[0-9a-f]{2}")
-_SAMPLED_DIGITS = frozenset("13579bdf")  # the flags' low hex digit when the sampled bit is set
 _LOW_64 = (1 << 64) - 1
 PROBES = frozenset({"/health", "/ready", "/metrics"})  # polled every few seconds: a trace of each would be noise
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"})
@@ -255,13 +254,13 @@ class Tracing:
         if incoming is not None and TRACEPARENT.fullmatch(incoming):
             trusted = self._trusted is None or _peer_trusted(request.remote, self._trusted)
             if trusted and self._parent_based:  # the common case: passed on exactly as it came
-                sampled, traceparent = incoming[54] in _SAMPLED_DIGITS, incoming
+                sampled, traceparent = incoming[54] in SAMPLED_DIGITS, incoming
             else:
                 if trusted:
                     sampled = int(incoming[19:35], 16) < self._bound
                 else:
                     sampled = self._bound > 0 and _ids.getrandbits(64) < self._bound
-                traceparent = _flagged(incoming, sampled)
+                traceparent = flagged(incoming, sampled)
             if not sampled or self._tracer is None:
                 log_traceparent.set(traceparent)
                 return traceparent, None
@@ -349,14 +348,6 @@ def _server_attributes(request: web.Request, route: str) -> dict[str, str | int]
     if agent:
         attributes[USER_AGENT_ORIGINAL] = agent
     return attributes
-
-
-def _flagged(traceparent: str, sampled: bool) -> str:
-    """``traceparent`` with its sampled flag set to ``sampled`` (the other flag bits kept)."""
-    if (traceparent[54] in _SAMPLED_DIGITS) == sampled:
-        return traceparent
-    flags = int(traceparent[53:55], 16)
-    return f"{traceparent[:53]}{flags | 1 if sampled else flags & 0xFE:02x}"
 
 
 @functools.lru_cache(maxsize=1024)

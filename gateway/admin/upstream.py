@@ -15,10 +15,7 @@ from typing import Any
 
 import aiohttp
 import orjson
-from opentelemetry.semconv.attributes.http_attributes import HTTP_REQUEST_METHOD
-from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
-from opentelemetry.semconv.attributes.url_attributes import URL_FULL
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span
 from redis.exceptions import RedisError
 from yarl import URL
 
@@ -32,17 +29,14 @@ CALL_TIMEOUT = 2.0
 
 
 def _client_span(method: str, url: str) -> Span | None:
-    """A CLIENT span under the admin request's (HTTP semantic conventions); None when it is not sampled."""
+    """A CLIENT span under the admin request's; None when it is not sampled."""
     if spans.active() is None:
         return None
-    attributes: dict[str, str | int] = {HTTP_REQUEST_METHOD: method, URL_FULL: url.partition("?")[0]}
+    host = port = None
     with contextlib.suppress(ValueError):  # a malformed URL fails the call itself, with its own error
         target = URL(url)
-        if target.host is not None:
-            attributes[SERVER_ADDRESS] = target.host
-        if target.port is not None:
-            attributes[SERVER_PORT] = target.port
-    return spans.start_child(method, kind=SpanKind.CLIENT, attributes=attributes)
+        host, port = target.host, target.port
+    return spans.start_http_call(method, url, host, port)
 
 
 class UpstreamError(Exception):

@@ -28,13 +28,9 @@ from contextlib import suppress
 
 from multidict import CIMultiDict
 from opentelemetry.semconv.attributes.http_attributes import (
-    HTTP_REQUEST_METHOD,
     HTTP_REQUEST_RESEND_COUNT,
 )
-from opentelemetry.semconv.attributes.network_attributes import NETWORK_PROTOCOL_VERSION
-from opentelemetry.semconv.attributes.server_attributes import SERVER_ADDRESS, SERVER_PORT
-from opentelemetry.semconv.attributes.url_attributes import URL_FULL
-from opentelemetry.trace import Span, SpanKind
+from opentelemetry.trace import Span
 from yarl import URL
 
 from shared import spans
@@ -172,7 +168,12 @@ class Upstream:
         """Send one request and wait for the response head; raises :class:`UpstreamFailure`."""
         wait = self.timeout if timeout is None else timeout
         chunked = stream is not None and "Content-Length" not in headers
-        span = None if spans.active() is None else self._client_span(method, target)  # None: not sampled
+        # Unsampled (the common case): one ContextVar read, not even the URL is built.
+        span = (
+            None
+            if spans.active() is None
+            else spans.start_http_call(method, self.base_url + target, self._host, self._port)
+        )
         if span is not None:
             headers = CIMultiDict(headers)
             headers["traceparent"] = spans.traceparent_of(span)
@@ -209,17 +210,6 @@ class Upstream:
             if span is not None:
                 spans.client_failed(span, exc.kind if isinstance(exc, UpstreamFailure) else type(exc).__qualname__)
             raise
-
-    def _client_span(self, method: str, target: str) -> Span | None:
-        """A CLIENT span under the request's active one (HTTP semantic conventions; no query string)."""
-        attributes: dict[str, str | int] = {
-            HTTP_REQUEST_METHOD: method,
-            SERVER_ADDRESS: self._host,
-            SERVER_PORT: self._port,
-            URL_FULL: f"{self.base_url}{target.partition('?')[0]}",
-            NETWORK_PROTOCOL_VERSION: "1.1",
-        }
-        return spans.start_child(method, kind=SpanKind.CLIENT, attributes=attributes)
 
     def _request_head(
         self, method: str, target: str, headers: Mapping[str, str], body: bytes | None, chunked: bool
