@@ -66,16 +66,9 @@ def sample_postgres(postmaster: int) -> ProcessSample:
     the sum of PSS: every backend maps the shared buffers, and summing their RSS would count those once each.
     """
     pids = with_descendants(postmaster)
-    cpu, pss = 0.0, 0
-    for pid in pids:
-        fields = _stat_fields(pid)
-        if fields is None:
-            continue
-        cpu += (int(fields[11]) + int(fields[12])) / _TICKS
-        if pid == postmaster:
-            cpu += (int(fields[13]) + int(fields[14])) / _TICKS  # cutime + cstime: reaped backends
-        pss += _pss_bytes(pid)
-    return ProcessSample(cpu, pss)
+    fields = _stat_fields(postmaster)
+    reaped = 0.0 if fields is None else (int(fields[13]) + int(fields[14])) / _TICKS  # cutime + cstime
+    return ProcessSample(sample(pids).cpu_seconds + reaped, sum(_pss_bytes(pid) for pid in pids))
 
 
 def _pss_bytes(pid: int) -> int:

@@ -207,23 +207,23 @@ def summarize(rounds: list[dict[str, dict[str, Any]]], exported: Mapping[str, Ex
     the budget reads "not measured". The implied cost prices sampled requests only: the unsampled path (99 % of
     requests) is the same code with tracing off, so the chain scenarios' CPU budgets hold it.
     """
-    rounds = [runs for runs in rounds if runs["off"]["rps"] > 0 and sum(runs["off"]["cpu_ms_per_request"].values())]
-    if not rounds:
-        return {"scenario": "tracing", "skipped": "the 'off' chain served no request in any round"}
 
     def chain_cpu(run: dict[str, Any]) -> float:
         return float(sum(run["cpu_ms_per_request"].values()))
 
-    def median_of(figure: Callable[[dict[str, dict[str, Any]]], float], digits: int = 2) -> float:
-        return round(statistics.median(figure(runs) for runs in rounds), digits)
-
+    rounds = [runs for runs in rounds if runs["off"]["rps"] > 0 and chain_cpu(runs["off"]) > 0]
+    if not rounds:
+        return {"scenario": "tracing", "skipped": "the 'off' chain served no request in any round"}
+    chains = [{mode: chain_cpu(runs[mode]) for mode in MODES} for runs in rounds]  # CPU ms/request, per round
+    extra = [chain["always"] - chain["off"] for chain in chains]  # what one sampled request adds
     rps = {mode: round(statistics.median(runs[mode]["rps"] for runs in rounds), 1) for mode in MODES}
-    cpu = {mode: round(statistics.median(chain_cpu(runs[mode]) for runs in rounds), 4) for mode in MODES}
-    cost = median_of(lambda runs: 100 * (1 - runs["default"]["rps"] / runs["off"]["rps"]))
-    cpu_cost = median_of(lambda runs: 100 * (chain_cpu(runs["default"]) / chain_cpu(runs["off"]) - 1))
-    sampled = median_of(lambda runs: chain_cpu(runs["always"]) - chain_cpu(runs["off"]), 4)
-    implied = median_of(
-        lambda runs: 100 * DEFAULT_RATIO * (chain_cpu(runs["always"]) - chain_cpu(runs["off"])) / chain_cpu(runs["off"])
+    cpu = {mode: round(statistics.median(chain[mode] for chain in chains), 4) for mode in MODES}
+    costs = [100 * (1 - runs["default"]["rps"] / runs["off"]["rps"]) for runs in rounds]
+    cpu_cost = round(statistics.median(100 * (chain["default"] / chain["off"] - 1) for chain in chains), 2)
+    sampled = round(statistics.median(extra), 4)
+    implied = round(
+        statistics.median(100 * DEFAULT_RATIO * more / chain["off"] for more, chain in zip(extra, chains, strict=True)),
+        2,
     )
     return {
         "scenario": "tracing",
@@ -231,8 +231,8 @@ def summarize(rounds: list[dict[str, dict[str, Any]]], exported: Mapping[str, Ex
         "runs": {mode: [runs[mode] for runs in rounds] for mode in MODES},
         "rps": rps,
         "chain_cpu_ms_per_request": cpu,
-        "cost_pct": cost,
-        "cost_pct_rounds": [round(100 * (1 - runs["default"]["rps"] / runs["off"]["rps"]), 2) for runs in rounds],
+        "cost_pct": round(statistics.median(costs), 2),
+        "cost_pct_rounds": [round(cost, 2) for cost in costs],
         "cpu_cost_pct": cpu_cost,
         "sampled_request_extra_cpu_ms": sampled,
         "implied_cost_pct": implied,
