@@ -19,9 +19,7 @@ async def _peer_port(request: web.Request) -> web.Response:
     return web.Response(text=str(peer[1]) if peer else "")
 
 
-async def _exchanges(
-    aiohttp_server: ServerFactory, max_age: float, pauses: list[float]
-) -> tuple[list[str], list[int]]:
+async def _exchanges(aiohttp_server: ServerFactory, max_age: float, pauses: list[float]) -> tuple[list[str], list[int]]:
     """Each exchange's client port, and how many connections the pool held open right after its release."""
     app = web.Application()
     app.router.add_get("/", _peer_port)
