@@ -140,7 +140,9 @@ async def test_an_added_address_gets_traffic_only_after_passing_health_checks(
     first, second = ADDRESSES[0], ADDRESSES[1]
     resolver = FakeResolver()
     resolver.answers[NAME] = [first]
-    client = await discovery_client(aiohttp_client, servers, resolver)
+    # No start-up grace: a failing newcomer would otherwise be re-checked every 0.1 s by its own health loop,
+    # racing the checks this test makes by hand.
+    client = await discovery_client(aiohttp_client, servers, resolver, BALANCER_STARTUP_GRACE="0")
 
     backend = await wait_first_check(client, first, servers)
     assert not backend.health.up, "one passing check is not enough (rise is 2)"

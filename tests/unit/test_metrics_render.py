@@ -21,12 +21,12 @@ async def test_a_request_is_answered_while_a_render_is_still_running(
     aiohttp_client: ClientFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     metrics = Metrics("test")
-    started = threading.Event()
+    started, finish = threading.Event(), threading.Event()
 
     def slow_render() -> bytes:  # pure Python, holding the interpreter as a big registry's render does
         started.set()
-        deadline = time.perf_counter() + 0.6
-        while time.perf_counter() < deadline:
+        deadline = time.perf_counter() + 10  # until the test lets it finish: no race with a fixed duration
+        while not finish.is_set() and time.perf_counter() < deadline:
             pass
         return b"# rendered\n"
 
@@ -42,7 +42,11 @@ async def test_a_request_is_answered_while_a_render_is_still_running(
 
     scrape = asyncio.create_task(client.get("/metrics"))
     assert await asyncio.to_thread(started.wait, 5), "the render began"
-    answered = await client.get("/ping")
-    assert await answered.text() == "pong"
-    assert not scrape.done(), "/ping was answered while the render ran"
+    try:
+        # A render on the event loop would hold /ping until its 10-s cap, and the scrape would be done first.
+        answered = await asyncio.wait_for(client.get("/ping"), 5)
+        assert await answered.text() == "pong"
+        assert not scrape.done(), "/ping was answered while the render ran"
+    finally:
+        finish.set()
     assert await (await scrape).read() == b"# rendered\n"
